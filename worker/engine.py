@@ -8,11 +8,10 @@ JSON result shape are built only when asked for.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
-
 from bpfmc.ebpf import opcodes as op
 from bpfmc.ebpf.program import Program
 from bpfmc.ebpf.validate import validate
@@ -50,7 +49,7 @@ class BatchResult:
     aux: np.ndarray  # uint64, fault detail (address, helper id, ...)
     data_out: np.ndarray  # uint8, every run's input memory as the program left it
     offsets: np.ndarray  # int64, run i's bytes are data_out[offsets[i]:offsets[i+1]]
-    engine: "Engine"
+    engine: Engine
 
     def __len__(self) -> int:
         return len(self.r0)
@@ -65,7 +64,8 @@ class BatchResult:
             return None
         pc = int(self.pc[i])
         return {"pc": pc, "kind": FAULT_KINDS[status],
-                "message": self.engine.describe_fault(status, pc, int(self.aux[i]))}
+                "message": self.engine.describe_fault(status, pc, int(self.aux[i]),
+                                                      input_len=int(self.offsets[i + 1] - self.offsets[i]))}
 
     def output(self, i: int) -> bytes:
         return self.data_out[self.offsets[i]:self.offsets[i + 1]].tobytes()
@@ -125,7 +125,7 @@ class Engine:
             raise ValueError("repeat must be at least 1")
         if repeat > 1 and len(lengths):
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-            pieces = [blob[s:s + n] for s, n in zip(starts, lengths)]
+            pieces = [blob[s:s + n] for s, n in zip(starts, lengths, strict=True)]
             blob = np.concatenate([p for p in pieces for _ in range(repeat)])
             lengths = np.repeat(lengths, repeat)
         offsets = np.zeros(len(lengths) + 1, np.int64)
@@ -149,9 +149,9 @@ class Engine:
         return self.run_batch([data]).run(0)
 
     # -- reporting ----------------------------------------------------------------------------
-    def describe_fault(self, status: int, pc: int, aux: int) -> str:
+    def describe_fault(self, status: int, pc: int, aux: int, *, input_len: int = 0) -> str:
         if status in (interp.FAULT_LOAD, interp.FAULT_STORE, interp.FAULT_MISALIGNED_ATOMIC):
-            return self._describe_access(status, pc, aux)
+            return self._describe_access(status, pc, aux, input_len)
         if status == interp.FAULT_BUDGET:
             return f"instruction budget of {aux} exceeded (model {self.model.name!r})"
         if status == interp.FAULT_CALL_DEPTH:
@@ -166,7 +166,7 @@ class Engine:
             return "execution ran past the last instruction"
         return f"fault {status}"
 
-    def _describe_access(self, status: int, pc: int, addr: int) -> str:
+    def _describe_access(self, status: int, pc: int, addr: int, input_len: int) -> str:
         code = int(self.decoded.op[pc])
         size = 8 if code in (0xDB, 0x18) else op.SIZE_BYTES.get(code & 0x18, 8)
         if code == 0xC3:
@@ -179,6 +179,8 @@ class Engine:
         if region == 0 or region >= len(table) or table[region, 0] == 0:
             return f"{verb} of {size} bytes at 0x{addr:x}: not a valid pointer (no memory region {region})"
         rlen, wlen = int(table[region, 1]), int(table[region, 2])
+        if region == REGION_INPUT:  # sized per run; the table holds only the last run's size
+            rlen = wlen = input_len
         name = self.regions.name(region)
         if verb != "load" and offset + size <= rlen:
             return f"{verb} of {size} bytes at {name}+{offset}: region {name!r} is read-only there"

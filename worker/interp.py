@@ -17,13 +17,30 @@ import numpy as np
 from numba import njit
 
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
+from .decode import OP_FELL_OFF, OP_MOVSX32, OP_MOVSX64
 from .helpers import HELPER_OK, HELPER_UNKNOWN, call_helper
 from .intrinsics import (
-    atomic_add_u32, atomic_add_u64, atomic_and_u32, atomic_and_u64, atomic_or_u32, atomic_or_u64,
-    atomic_xchg_u32, atomic_xchg_u64, atomic_xor_u32, atomic_xor_u64, cmpxchg_u32, cmpxchg_u64,
-    load_u8, load_u16, load_u32, load_u64, store_u8, store_u16, store_u32, store_u64,
+    atomic_add_u32,
+    atomic_add_u64,
+    atomic_and_u32,
+    atomic_and_u64,
+    atomic_or_u32,
+    atomic_or_u64,
+    atomic_xchg_u32,
+    atomic_xchg_u64,
+    atomic_xor_u32,
+    atomic_xor_u64,
+    cmpxchg_u32,
+    cmpxchg_u64,
+    load_u8,
+    load_u16,
+    load_u32,
+    load_u64,
+    store_u8,
+    store_u16,
+    store_u32,
+    store_u64,
 )
-from .decode import OP_FELL_OFF, OP_MOVSX32, OP_MOVSX64
 from .memory import COL_BASE, COL_RLEN, COL_WLEN, REGION_INPUT, REGION_SHIFT, REGION_STACK
 
 # Run outcomes (``status``); everything but OK is a fault that ended the run.

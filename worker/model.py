@@ -55,7 +55,7 @@ class HardwareModel:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "<dict>") -> "HardwareModel":
+    def from_dict(cls, data: dict, *, source: str = "<dict>") -> HardwareModel:
         data = dict(data)
         cycles = dict(data.pop("cycles", {}) or {})
         helpers = {int(k): v for k, v in (data.pop("helper_cycles", {}) or {}).items()}
@@ -67,7 +67,7 @@ class HardwareModel:
         return cls(cycles=cycles, helper_cycles=helpers, **data)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "HardwareModel":
+    def from_file(cls, path: str | Path) -> HardwareModel:
         try:
             with open(path, "rb") as f:
                 data = tomllib.load(f)
@@ -78,14 +78,14 @@ class HardwareModel:
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def preset(cls, name: str) -> "HardwareModel":
+    def preset(cls, name: str) -> HardwareModel:
         res = resources.files("bpfmc.worker.models").joinpath(f"{name}.toml")
         if not res.is_file():
             raise ModelError(f"unknown model preset {name!r} (presets: {', '.join(preset_names())})")
         return cls.from_dict(tomllib.loads(res.read_text()), source=f"preset {name}")
 
     @classmethod
-    def load(cls, spec: "str | Path | HardwareModel") -> "HardwareModel":
+    def load(cls, spec: str | Path | HardwareModel) -> HardwareModel:
         """A preset name, a path to a TOML file, or a model already built."""
         if isinstance(spec, HardwareModel):
             return spec
@@ -94,7 +94,7 @@ class HardwareModel:
             return cls.from_file(spec)
         return cls.preset(spec)
 
-    def with_(self, **changes) -> "HardwareModel":
+    def with_(self, **changes) -> HardwareModel:
         return replace(self, **changes)
 
     # -- costs ------------------------------------------------------------------------------

@@ -1,0 +1,314 @@
+"""``bpfctl``: the command line.
+
+Offline commands (``exec``, ``conformance``, ``asm``, ``disasm``) reach the engine and the
+language layer through imports made inside each command, so ``import bpfmc.client`` stays light.
+
+Exit codes (DESIGN "Contracts"): 0 success; 1 the verifier refused the program; 2 the input
+could not be read or decoded (usage, file, ELF, assembly, structural checks); 3 a run faulted
+(the JSON still prints) -- and, for ``conformance``, a program gave the wrong result; 4 the
+server could not be reached or answered with an error status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_INPUT = 2
+EXIT_FAULT = 3
+EXIT_SERVER = 4
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+# -- reading programs and inputs ---------------------------------------------------------------
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _read_text(path: str) -> str:
+    data = _read_bytes(path)
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not a text file (assembly and .data files are text)") from None
+
+
+def load_program(path: str, *, prog_type: str = "raw"):
+    """(Program, default input) from assembly, raw slots or a conformance .data file."""
+    from bpfmc.ebpf.asm import AsmError, assemble
+    from bpfmc.ebpf.conformance import FormatError, parse_text
+    from bpfmc.ebpf.insn import DecodeError
+    from bpfmc.ebpf.program import Program
+
+    name = Path(path).stem
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in (".s", ".asm"):
+            return Program(assemble(_read_text(path)), name=name, prog_type=prog_type), b""
+        if suffix == ".data":
+            case = parse_text(_read_text(path), name=name, path=Path(path))
+            if case.code is None:
+                raise CliError(f"{path}: no program to run ({case.skip_reason})")
+            return Program(case.code, name=name, prog_type=prog_type), case.mem
+        data = _read_bytes(path)
+        if data[:4] == b"\x7fELF":
+            raise CliError(f"{path}: ELF objects are not supported by this version of bpfctl yet; "
+                           "give assembly (.s/.asm), raw slots (.bin) or a .data file")
+        return Program(data, name=name, prog_type=prog_type), b""
+    except AsmError as e:
+        raise CliError(f"{path}: {e}") from None
+    except (FormatError, DecodeError, ValueError) as e:
+        if isinstance(e, CliError):
+            raise
+        raise CliError(f"{path}: {e}") from None
+
+
+def _parse_hex(text: str, what: str) -> bytes:
+    cleaned = "".join(text.split()).removeprefix("0x")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise CliError(f"{what}: not a hex byte string: {text!r}") from None
+
+
+def _inputs(args, default: bytes) -> list[bytes]:
+    inputs = [x for kind, x in (args.inputs or [])]
+    return inputs if inputs else [default]
+
+
+class _InputAction(argparse.Action):
+    """--data/--mem HEX and --data-file F keep their command-line order in one list."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        items = list(getattr(namespace, self.dest) or [])
+        if option_string == "--data-file":
+            items.append(("file", _read_bytes(value)))
+        else:
+            items.append(("hex", _parse_hex(value, option_string)))
+        setattr(namespace, self.dest, items)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_exec(args) -> int:
+    from bpfmc.ebpf.validate import ValidationError
+    from bpfmc.worker.engine import Engine
+    from bpfmc.worker.model import HardwareModel, ModelError
+
+    program, default_input = load_program(args.program)
+    try:
+        model = HardwareModel.load(args.model)
+    except ModelError as e:
+        raise CliError(str(e)) from None
+    if args.cores is not None:
+        if args.cores < 1:
+            raise CliError("--cores must be at least 1")
+        model = model.with_(cores=args.cores)
+    try:
+        engine = Engine(program, model, seed=args.seed)
+    except ValidationError as e:
+        raise CliError(f"{args.program}: program refused: {e}") from None
+    except ValueError as e:
+        raise CliError(f"{args.program}: {e}") from None
+    if args.repeat < 1:
+        raise CliError("--repeat must be at least 1")
+    try:
+        batch = engine.run_batch(_inputs(args, default_input), repeat=args.repeat)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    runs = batch.runs()
+    if args.json:
+        doc = {"program": program.name, "type": program.prog_type, "model": model.name,
+               "runs": runs, "totals": batch.totals()}
+        print(json.dumps(doc, indent=2 if args.pretty else None))
+    else:
+        for i, run in enumerate(runs):
+            prefix = f"run {i}: " if len(runs) > 1 else ""
+            if "error" in run:
+                err = run["error"]
+                print(f"{prefix}fault at pc {err['pc']} ({err['kind']}): {err['message']}", file=sys.stderr)
+            else:
+                print(f"{prefix}{run['r0']:#x}")
+        if args.stats:
+            t = batch.totals()
+            print(f"runs {t['runs']}, faults {t['faults']}, insns {t['insns']}, cycles {t['cycles']} "
+                  f"(model {model.name}, {model.clock_hz / 1e6:g} MHz: "
+                  f"{t['cycles'] / model.clock_hz * 1e6:.3f} us)", file=sys.stderr)
+    return EXIT_FAULT if batch.faulted.any() else EXIT_OK
+
+
+def cmd_conformance(args) -> int:
+    from bpfmc.ebpf.asm import AsmError
+    from bpfmc.ebpf.conformance import FormatError, case_paths, parse_text
+    from bpfmc.ebpf.program import Program
+    from bpfmc.worker.engine import Engine
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise CliError(f"{directory}: not a directory")
+    paths = case_paths(directory)
+    if not paths:
+        raise CliError(f"{directory}: no .data files")
+    passed, failures, skips = 0, [], []
+    for path in paths:
+        text = _read_text(str(path))
+        expects_error = _declares_error(text)
+        try:
+            case = parse_text(text, name=path.stem, path=path)
+        except (AsmError, FormatError) as e:
+            if expects_error:
+                passed += 1
+            else:
+                failures.append((path.stem, f"cannot read: {e}"))
+            continue
+        if case.skip_reason is not None:
+            skips.append((path.stem, case.skip_reason))
+            continue
+        try:
+            run = Engine(Program(case.code, name=path.stem)).run(case.mem)
+        except ValueError as e:  # refused at load (structure)
+            if case.error is not None:
+                passed += 1
+            else:
+                failures.append((path.stem, f"refused at load: {e}"))
+            continue
+        if case.error is not None and case.result is None:
+            if "error" in run:
+                passed += 1
+            else:
+                failures.append((path.stem, f"expected a failure, got r0 = {run['r0']:#x}"))
+        elif "error" in run:
+            failures.append((path.stem, f"fault at pc {run['error']['pc']}: {run['error']['message']}"))
+        elif run["r0"] != case.result:
+            failures.append((path.stem, f"r0 = {run['r0']:#x}, expected {case.result:#x}"))
+        else:
+            passed += 1
+    if args.json:
+        print(json.dumps({"passed": passed, "failed": len(failures), "skipped": len(skips),
+                          "failures": [{"name": n, "message": m} for n, m in failures],
+                          "skips": [{"name": n, "reason": r} for n, r in skips]}))
+    else:
+        for name, message in failures:
+            print(f"FAIL {name}: {message}")
+        for name, reason in skips:
+            print(f"skip {name}: {reason}")
+        summary = f"{passed} passed, {len(failures)} failed"
+        if skips:
+            summary += f", {len(skips)} skipped"
+        print(summary)
+    return EXIT_FAULT if failures else EXIT_OK
+
+
+def _declares_error(text: str) -> bool:
+    return any(line.split("#", 1)[0].strip().replace(" ", "") == "--error" for line in text.splitlines())
+
+
+def cmd_asm(args) -> int:
+    from bpfmc.ebpf.asm import AsmError, assemble
+
+    try:
+        code = assemble(_read_text(args.file))
+    except AsmError as e:
+        raise CliError(f"{args.file}: {e}") from None
+    out = args.output or str(Path(args.file).with_suffix(".bin"))
+    try:
+        Path(out).write_bytes(code)
+    except OSError as e:
+        raise CliError(f"cannot write {out}: {e.strerror}") from None
+    if args.json:
+        print(json.dumps({"output": out, "slots": len(code) // 8}))
+    return EXIT_OK
+
+
+def cmd_disasm(args) -> int:
+    from bpfmc.ebpf.disasm import disassemble
+    from bpfmc.ebpf.insn import DecodeError
+
+    program, _ = load_program(args.file)
+    try:
+        text = disassemble(program.code, style=args.style)
+    except (DecodeError, ValueError) as e:
+        raise CliError(f"{args.file}: {e}") from None
+    if args.json:
+        print(json.dumps({"program": program.name, "style": args.style, "text": text}))
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    return EXIT_OK
+
+
+# -- argument parsing --------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors exit 2 with one line, as argparse does, but ours
+        raise CliError(f"{self.prog}: {message}", EXIT_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bpfctl", description="bpfmc: verify and run eBPF programs on emulated cores")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    e = sub.add_parser("exec", help="run a program locally on the engine (no server)")
+    e.add_argument("program", help="assembly (.s/.asm), raw slots (.bin) or a conformance .data file")
+    e.add_argument("--data", "--mem", dest="inputs", action=_InputAction, metavar="HEX",
+                   help="an input, as hex bytes; repeat for several runs")
+    e.add_argument("--data-file", dest="inputs", action=_InputAction, metavar="FILE",
+                   help="an input read from a file; repeat for several runs")
+    e.add_argument("--model", default="generic", help="hardware model preset or TOML file (default: generic)")
+    e.add_argument("--cores", type=int, default=None, help="emulated cores (default: 1)")
+    e.add_argument("--repeat", type=int, default=1, help="run each input N times")
+    e.add_argument("--seed", type=int, default=0, help="seed of the per-core random state")
+    e.add_argument("--stats", action="store_true", help="print totals and modelled time to stderr")
+    e.add_argument("--json", action="store_true", help="print the JSON result shape")
+    e.add_argument("--pretty", action="store_true", help="indent the JSON")
+    e.set_defaults(func=cmd_exec)
+
+    c = sub.add_parser("conformance", help="run a bpf_conformance directory of .data files")
+    c.add_argument("directory")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_conformance)
+
+    a = sub.add_parser("asm", help="assemble to raw little-endian slots")
+    a.add_argument("file")
+    a.add_argument("-o", "--output", help="output file (default: FILE with .bin suffix)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_asm)
+
+    d = sub.add_parser("disasm", help="disassemble raw slots (or assembly, or a .data file)")
+    d.add_argument("file")
+    d.add_argument("--style", choices=("conformance", "llvm"), default="conformance",
+                   help="conformance dialect (round-trips through asm) or an llvm-objdump-like listing")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_disasm)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except CliError as e:
+        print(f"bpfctl: error: {e}" if not str(e).startswith("bpfctl") else str(e), file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
