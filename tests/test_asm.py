@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import conformance_files
+
 from bpfmc.ebpf.asm import MNEMONICS, AsmError, assemble, assemble_insn
 from bpfmc.ebpf.conformance import parse_file
-from conftest import conformance_files
 
 TEST_FILES = conformance_files("tests")
 NEGATIVE_ASM = [p for p in conformance_files("negative", "invalid_*.data") if p.stem != "invalid_unknown_directive"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import conformance_files
+
 from bpfmc.ebpf.conformance import parse_file
 from bpfmc.ebpf.program import Program
 from bpfmc.worker.engine import Engine
-from conftest import conformance_files
 
 CASES = conformance_files("tests")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import conformance_files
+
 from bpfmc.ebpf.asm import AsmError
 from bpfmc.ebpf.conformance import FormatError, case_paths, iter_cases, parse_file, parse_text
-from conftest import conformance_files
 
 TEST_FILES = conformance_files("tests")
 

@@ -8,13 +8,14 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import conformance_files
+from test_asm import ENCODINGS
+
 from bpfmc.ebpf.asm import assemble
 from bpfmc.ebpf.conformance import parse_file
 from bpfmc.ebpf.disasm import DisasmError, disassemble
 from bpfmc.ebpf.insn import Insn
 from bpfmc.ebpf.validate import RULES
-from conftest import conformance_files
-from test_asm import ENCODINGS
 
 TEST_FILES = conformance_files("tests")
 UNUSED_FILES = conformance_files("negative", "unused-*.data")

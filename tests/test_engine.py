@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from bpfmc.ebpf.asm import assemble
 from bpfmc.ebpf.program import Program
 from bpfmc.ebpf.validate import ValidationError

@@ -11,9 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import CLANG, SHARED
+
 from bpfmc.ebpf import opcodes as op
 from bpfmc.ebpf.insn import Insn, encode
-from conftest import CLANG, SHARED
 
 pytestmark = pytest.mark.kernel
 

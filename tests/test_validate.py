@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from conftest import conformance_files
+from test_asm import ENCODINGS
+
 from bpfmc.ebpf import opcodes as op
 from bpfmc.ebpf.asm import assemble
 from bpfmc.ebpf.conformance import parse_file
 from bpfmc.ebpf.insn import Insn, encode
 from bpfmc.ebpf.validate import RULES, ValidationError, validate
-from conftest import conformance_files
-from test_asm import ENCODINGS
 
 TEST_FILES = conformance_files("tests")
 UNUSED_FILES = conformance_files("negative", "unused-*.data")

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from bpfmc.ebpf import opcodes as op
 from bpfmc.ebpf.program import Program
 from bpfmc.ebpf.validate import validate
