@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from bpfmc.ebpf import opcodes as op
 from bpfmc.ebpf.program import Program
 
@@ -31,11 +30,13 @@ OP_MOVSX32 = 0xEC
 OP_LDDW_TAIL = 0x00
 
 # ---- Internal opcodes --------------------------------------------------------------------------
-# The interpreter dispatches on a dense renumbering of the opcodes (``code`` column), not on the
-# raw byte: one ``o == I_*`` test per handler over 0..I_COUNT-1 lets LLVM build a single jump table
-# for the whole loop, and operands that the raw byte would decide at run time (immediate or
-# register, call kind, ...) are decided here instead. Rare instructions share a few generic
-# handlers that look at the raw opcode (``op`` column) again.
+# The interpreter dispatches on a dense renumbering of the opcodes (``code``), not on the raw
+# byte: a chain of ``o == I_*`` tests over a dense range becomes jump tables, and what the raw
+# byte would leave to run time (immediate or register operand, call kind, access size) is decided
+# here. Rare instructions share a few generic handlers that look at the raw opcode again.
+# LLVM splits a chain this long in two: roughly the first 42 tests (in the interpreter's source
+# order, which follows this numbering) get one jump table, the rest a second one behind it. The
+# first group is the ALU64 operations, the superinstructions and the loads.
 # ALU64 with an immediate (_K) or register (_X) operand.
 I_ADD64_K, I_ADD64_X, I_SUB64_K, I_SUB64_X, I_MUL64_K, I_MUL64_X = 0, 1, 2, 3, 4, 5
 I_OR64_K, I_OR64_X, I_AND64_K, I_AND64_X, I_XOR64_K, I_XOR64_X = 6, 7, 8, 9, 10, 11
@@ -55,20 +56,19 @@ I_LDXB, I_LDXH, I_LDXW, I_LDXDW, I_LDXS = 46, 47, 48, 49, 50  # LDXS: sign-exten
 I_STB, I_STH, I_STW, I_STDW, I_STXB, I_STXH, I_STXW, I_STXDW = 51, 52, 53, 54, 55, 56, 57, 58
 I_LDDW, I_ATOMIC = 59, 60
 # Control flow: 64-bit conditional jumps get handlers of their own; JMP32 ones share one.
-I_JA, I_JMP32 = 61, 62
+I_JA, I_JMP32 = 61, 62  # JMP32: 32-bit conditional jumps and invalid jump opcodes
 I_JEQ_K, I_JEQ_X, I_JNE_K, I_JNE_X, I_JGT_K, I_JGT_X, I_JGE_K, I_JGE_X = 63, 64, 65, 66, 67, 68, 69, 70
 I_JLT_K, I_JLT_X, I_JLE_K, I_JLE_X, I_JSET_K, I_JSET_X = 71, 72, 73, 74, 75, 76
 I_JSGT_K, I_JSGT_X, I_JSGE_K, I_JSGE_X, I_JSLT_K, I_JSLT_X, I_JSLE_K, I_JSLE_X = 77, 78, 79, 80, 81, 82, 83, 84
 I_CALL, I_CALL_LOCAL, I_CALLX, I_EXIT = 85, 86, 87, 88
-I_FELL_OFF, I_BAD = 89, 90
-I_COUNT = 91
+I_BAD = 89  # invalid opcodes and the sentinel slot after the program
 
 
 def _k_x(cls: int, operation: int, k: int, x: int) -> dict[int, int]:
     return {cls | operation | op.BPF_K: k, cls | operation | op.BPF_X: x}
 
 
-# Raw opcode -> internal opcode for everything with a handler of its own.
+# Raw opcode -> internal opcode for everything with a handler of its own (_X = _K + 1).
 _INTERNAL: dict[int, int] = {}
 for _operation, _k in ((op.BPF_ADD, I_ADD64_K), (op.BPF_SUB, I_SUB64_K), (op.BPF_MUL, I_MUL64_K),
                        (op.BPF_OR, I_OR64_K), (op.BPF_AND, I_AND64_K), (op.BPF_XOR, I_XOR64_K),
@@ -87,10 +87,12 @@ _INTERNAL.update({
     0x71: I_LDXB, 0x69: I_LDXH, 0x61: I_LDXW, 0x79: I_LDXDW, 0x91: I_LDXS, 0x89: I_LDXS, 0x81: I_LDXS,
     0x72: I_STB, 0x6A: I_STH, 0x62: I_STW, 0x7A: I_STDW, 0x73: I_STXB, 0x6B: I_STXH, 0x63: I_STXW, 0x7B: I_STXDW,
     op.LDDW: I_LDDW, 0xDB: I_ATOMIC, 0xC3: I_ATOMIC, op.JA: I_JA, op.JA32: I_JA,
-    op.CALLX: I_CALLX, op.EXIT: I_EXIT, OP_FELL_OFF: I_FELL_OFF,
+    op.CALLX: I_CALLX, op.EXIT: I_EXIT,
 })
-# The ALU64 operations that fuse with a preceding ``mov dst, src``.
+# The ALU64 operations that fuse with a preceding ``mov dst, src``, and which of those take a
+# register operand.
 _FUSED = {I_ADD64_K + i: I_MOVADD_K + i for i in range(I_MOV64_K - I_ADD64_K)}
+_FUSED_X = {I_ADD64_X, I_SUB64_X, I_MUL64_X, I_OR64_X, I_AND64_X, I_XOR64_X, I_LSH64_X, I_RSH64_X, I_ARSH64_X}
 
 
 def _internal(code: int, src: int) -> int:
@@ -104,6 +106,7 @@ def _internal(code: int, src: int) -> int:
     if cls == op.BPF_JMP32 or cls == op.BPF_JMP:
         return I_JMP32  # checks the operation itself (invalid ones fault there)
     return I_BAD
+
 
 # Static register cache. The interpreter keeps the value of the register written last in a host
 # register (``cv``) besides writing it to the register array. Which register that is, is a fact
@@ -147,8 +150,9 @@ class DecodedProgram:
     taken_extra: int
 
     def columns(self) -> tuple:
-        return (self.code, self.op, self.dst, self.src, self.rd, self.rs, self.off, self.imm, self.tgt,
-                self.run_len, self.run_cyc, self.cyc)
+        word = (self.code.astype(np.uint32) | self.dst.astype(np.uint32) << 8
+                | self.rd.astype(np.uint32) << 16 | self.rs.astype(np.uint32) << 24)
+        return (word, self.op, self.src, self.off, self.imm, self.tgt, self.run_len, self.run_cyc, self.cyc)
 
 
 def decode_program(program: Program, model: HardwareModel) -> DecodedProgram:
@@ -228,8 +232,13 @@ def _writes_cached(code: int) -> bool:
     return code == op.LDDW or code in (OP_MOVSX64, OP_MOVSX32)
 
 
+def _read_index(reg: int, cached: int) -> int:
+    return CACHED if reg == cached else reg
+
+
 def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, term, n):
     """Read-index columns: ``CACHED`` where the operand's register is the one in the cache.
+    Also turns ``mov``+ALU64 pairs into superinstructions (``col_code``/``col_imm`` in place).
 
     The cache is known to hold register R at pc when pc can be reached only by falling through
     from the previous instruction, and that instruction wrote R, or left the cache alone (stores,
@@ -257,20 +266,18 @@ def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, 
         if landing[p]:
             cached = _NONE
         code = int(col_op[p])
-
-        def read_index(reg: int) -> int:
-            return CACHED if reg == cached else reg
-
-        col_rd[p] = read_index(int(col_dst[p]))
-        col_rs[p] = read_index(int(col_src[p]))
+        dst, src = int(col_dst[p]), int(col_src[p])
+        col_rd[p] = _read_index(dst, cached)
+        col_rs[p] = _read_index(src, cached)
         nxt = int(col_code[p + 1])
-        if col_code[p] == I_MOV64_X and nxt in _FUSED and col_dst[p + 1] == col_dst[p] and not is_tail[p + 1]:
-            # dst = src OP operand, with every read done before the write, as at p.
+        if col_code[p] == I_MOV64_X and nxt in _FUSED and col_dst[p + 1] == dst and not is_tail[p + 1]:
+            # Superinstruction dst = src OP operand: every read happens before the one write,
+            # so all read indices are those of the cache state at p.
             col_code[p] = _FUSED[nxt]
-            col_rd[p] = read_index(int(col_src[p]))
-            if nxt & 1:  # register operand: the mov's source when it names dst itself
-                s2 = int(col_src[p + 1])
-                col_rs[p] = col_rd[p] if s2 == col_dst[p] else read_index(s2)
+            col_rd[p] = _read_index(src, cached)
+            if nxt in _FUSED_X:  # register operand; if it names dst, it means the mov's source
+                operand = int(col_src[p + 1])
+                col_rs[p] = col_rd[p] if operand == dst else _read_index(operand, cached)
             col_imm[p] = col_imm[p + 1]
         cls = code & 0x07
         if _writes_cached(code):

@@ -9,25 +9,41 @@ fault code, the pc and the address, never touching memory outside the region.
 Metering follows ``decode.py``: instructions and cycles are charged per straight-line run when
 control arrives, and the budget is checked on backward jumps and calls, which every loop and
 every recursion must pass through.
+
+Speed (all worked out by ``decode.py`` once per program; measured on benchmark B1, see the
+``perf-interp`` branch notes): dispatch is on dense internal opcodes with one ``o == I_*`` test
+per handler, so LLVM emits jump tables; ``mov dst, src`` followed by an ALU64 operation on dst
+runs as one superinstruction; register reads go through a static one-entry cache (``_rd``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from bpfmc.ebpf.opcodes import (
+    BPF_ADD,
+    BPF_AND,
+    BPF_ARSH,
+    BPF_JEQ,
+    BPF_JGE,
+    BPF_JGT,
+    BPF_JLE,
+    BPF_JLT,
+    BPF_JNE,
+    BPF_JSET,
+    BPF_JSGE,
+    BPF_JSGT,
+    BPF_JSLE,
+    BPF_JSLT,
+    BPF_LSH,
+    BPF_MUL,
+    BPF_OR,
+    BPF_RSH,
+    BPF_SUB,
+    BPF_XOR,
+)
 from numba import njit
 
-from bpfmc.ebpf.opcodes import (
-    BPF_ADD, BPF_AND, BPF_ARSH, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JLE, BPF_JLT, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT,
-    BPF_JSLE, BPF_JSLT, BPF_LSH, BPF_MUL, BPF_OR, BPF_RSH, BPF_SUB, BPF_XOR,
-)
-
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
-from .helpers import HELPER_OK, HELPER_UNKNOWN, call_helper
-from .intrinsics import (
-    atomic_add_u32, atomic_add_u64, atomic_and_u32, atomic_and_u64, atomic_or_u32, atomic_or_u64,
-    atomic_xchg_u32, atomic_xchg_u64, atomic_xor_u32, atomic_xor_u64, cmpxchg_u32, cmpxchg_u64,
-    load_u8, load_u16, load_u32, load_u64, store_u8, store_u16, store_u32, store_u64,
-)
 from .decode import (  # internal opcodes
     CACHED,
     I_ADD64_K,
@@ -38,14 +54,12 @@ from .decode import (  # internal opcodes
     I_ARSH64_K,
     I_ARSH64_X,
     I_ATOMIC,
-    I_BAD,
     I_CALL,
-    I_CALLX,
     I_CALL_LOCAL,
+    I_CALLX,
     I_DIVMOD64,
     I_ENDIAN,
     I_EXIT,
-    I_FELL_OFF,
     I_JA,
     I_JEQ_K,
     I_JEQ_X,
@@ -121,6 +135,30 @@ from .decode import (  # internal opcodes
     I_SUB64_X,
     I_XOR64_K,
     I_XOR64_X,
+    OP_FELL_OFF,
+)
+from .helpers import HELPER_OK, HELPER_UNKNOWN, call_helper
+from .intrinsics import (
+    atomic_add_u32,
+    atomic_add_u64,
+    atomic_and_u32,
+    atomic_and_u64,
+    atomic_or_u32,
+    atomic_or_u64,
+    atomic_xchg_u32,
+    atomic_xchg_u64,
+    atomic_xor_u32,
+    atomic_xor_u64,
+    cmpxchg_u32,
+    cmpxchg_u64,
+    load_u8,
+    load_u16,
+    load_u32,
+    load_u64,
+    store_u8,
+    store_u16,
+    store_u32,
+    store_u64,
 )
 from .memory import COL_BASE, COL_RLEN, COL_WLEN, REGION_INPUT, REGION_SHIFT, REGION_STACK
 
@@ -204,18 +242,41 @@ def _bswap64(x):
 
 @njit(cache=True, inline="always")
 def _rd(regs, i, cv):
-    """Read register i through the one-entry cache of the last register written.
+    """Read a register operand: ``i`` is a read index from the decoder, ``CACHED`` for the
+    register written last (whose value is in ``cv``), else the register's number.
 
     Most eBPF code chains several operations on one register (``r5 <<= 13; r5 ^= r1``); the
     cache lets the next instruction take that value from a host register instead of waiting
-    for the store it just made to be forwarded back from memory, about halving the latency of
-    such chains. Writes still go to ``regs`` (write-through), so the array is always current.
+    for the store just made to be forwarded back from memory. Writes still go to ``regs``
+    (write-through), so the array is always current. Because the decoder, not a run-time
+    compare against the last written index, decides a hit, a hit loads ``regs[CACHED]`` -- a
+    slot nothing writes -- rather than the register just stored, so it never waits on that store.
     """
-    # Branch-free on purpose: a conditional expression would become a branch that mispredicts
-    # on the hit pattern; loading unconditionally lets LLVM emit a cmov.
+    # Branch-free on purpose: loading unconditionally lets LLVM emit a cmov instead of a branch.
     x = regs[i]
     m = U0 - np.uint64(i == CACHED)
     return (cv & m) | (x & ~m)
+
+
+# Fields of the packed ``word`` column (see ``decode.DecodedProgram``): one load gives the
+# opcode and all three register indices, which keeps three column pointers out of the hot loop's
+# registers. uint32 throughout, so indexing needs no negative-index fixup.
+W8 = np.uint32(0xFF)
+
+
+@njit(cache=True, inline="always")
+def _w_dst(w):
+    return (w >> np.uint32(8)) & W8
+
+
+@njit(cache=True, inline="always")
+def _w_rd(w):
+    return (w >> np.uint32(16)) & W8
+
+
+@njit(cache=True, inline="always")
+def _w_rs(w):
+    return w >> np.uint32(24)
 
 
 @njit(cache=True, inline="always")
@@ -293,30 +354,13 @@ def _load(regions, addr, size):
     return load_u8(h), True
 
 
-@njit(cache=True, inline="always")
-def _store(regions, addr, size, v):
-    """Bounds-checked store of the low ``size`` bytes of v; False when not allowed."""
-    h = _host(regions, addr, size, COL_WLEN)
-    if h == U0:
-        return False
-    if size == 8:
-        store_u64(h, v)
-    elif size == 4:
-        store_u32(h, v)
-    elif size == 2:
-        store_u16(h, v)
-    else:
-        store_u8(h, v)
-    return True
-
-
-@njit(cache=True, error_model="numpy")
-def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
+@njit(cache=True, error_model="numpy", _nrt=False)
+def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
             regions, regs, frames, core, budget, stack_size, max_depth):
     """Run from pc 0 until the outermost exit or a fault.
 
-    Dispatch is on the internal opcode (``decode.I_*``); handlers read operands through the
-    read-index columns ``crd``/``crs`` (see ``_rd``) and write ``cdst``. Returns (status, pc,
+    Dispatch is on the internal opcode (``decode.I_*``) in ``cword``; handlers read operands
+    through its read indices (see ``_rd``) and write its dst. Returns (status, pc,
     aux, instructions, cycles). ``frames[d]`` saves r6-r9, the return pc and r10 of the caller
     at depth d.
     """
@@ -329,265 +373,279 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
     cv = U0  # value of the register the decoder's cache analysis says was written last
     over = False
     while True:
-        o = ccode[pc]
+        w = cword[pc]
+        o = w & W8
         # Every test below is `o == I_*` on a dense range: LLVM turns the chain into one jump table.
         # ---- ALU64 -----------------------------------------------------------------------
-        if o == I_FELL_OFF:
-            status = FAULT_FELL_OFF
-            break
-        elif o == I_ADD64_K:
-            cv = _alu64(BPF_ADD, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+        if o == I_ADD64_K:
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_ADD64_X:
-            cv = _alu64(BPF_ADD, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_SUB64_K:
-            cv = _alu64(BPF_SUB, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_SUB64_X:
-            cv = _alu64(BPF_SUB, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_MUL64_K:
-            cv = _alu64(BPF_MUL, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_MUL64_X:
-            cv = _alu64(BPF_MUL, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_OR64_K:
-            cv = _alu64(BPF_OR, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_OR64_X:
-            cv = _alu64(BPF_OR, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_AND64_K:
-            cv = _alu64(BPF_AND, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_AND64_X:
-            cv = _alu64(BPF_AND, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_XOR64_K:
-            cv = _alu64(BPF_XOR, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_XOR64_X:
-            cv = _alu64(BPF_XOR, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_LSH64_K:
-            cv = _alu64(BPF_LSH, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_LSH64_X:
-            cv = _alu64(BPF_LSH, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_RSH64_K:
-            cv = _alu64(BPF_RSH, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_RSH64_X:
-            cv = _alu64(BPF_RSH, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_ARSH64_K:
-            cv = _alu64(BPF_ARSH, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_ARSH64_X:
-            cv = _alu64(BPF_ARSH, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_MOV64_K:
             cv = cimm[pc]
-            regs[cdst[pc]] = cv
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_MOV64_X:
-            cv = _rd(regs, crs[pc], cv)
-            regs[cdst[pc]] = cv
+            cv = _rd(regs, _w_rs(w), cv)
+            regs[_w_dst(w)] = cv
             pc += U1
         # ---- fused mov + ALU64: rd names the mov's source; the pair takes two slots ----------
         elif o == I_MOVADD_K:
-            cv = _alu64(BPF_ADD, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVADD_X:
-            cv = _alu64(BPF_ADD, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVSUB_K:
-            cv = _alu64(BPF_SUB, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVSUB_X:
-            cv = _alu64(BPF_SUB, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVMUL_K:
-            cv = _alu64(BPF_MUL, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVMUL_X:
-            cv = _alu64(BPF_MUL, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVOR_K:
-            cv = _alu64(BPF_OR, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVOR_X:
-            cv = _alu64(BPF_OR, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVAND_K:
-            cv = _alu64(BPF_AND, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVAND_X:
-            cv = _alu64(BPF_AND, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVXOR_K:
-            cv = _alu64(BPF_XOR, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVXOR_X:
-            cv = _alu64(BPF_XOR, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVLSH_K:
-            cv = _alu64(BPF_LSH, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVLSH_X:
-            cv = _alu64(BPF_LSH, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVRSH_K:
-            cv = _alu64(BPF_RSH, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVRSH_X:
-            cv = _alu64(BPF_RSH, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVARSH_K:
-            cv = _alu64(BPF_ARSH, _rd(regs, crd[pc], cv), cimm[pc])
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
             pc += U2
         elif o == I_MOVARSH_X:
-            cv = _alu64(BPF_ARSH, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
-            regs[cdst[pc]] = cv
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
             pc += U2
         # ---- memory ----------------------------------------------------------------------
         elif o == I_LDXDW:
-            addr = _rd(regs, crs[pc], cv) + np.uint64(coff[pc])
-            v, ok = _load(regions, addr, 8)
-            if not ok:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 8, COL_RLEN)
+            if h == U0:
                 status = FAULT_LOAD
                 aux = addr
                 break
-            cv = v
-            regs[cdst[pc]] = cv
+            cv = load_u64(h)
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_LDXW:
-            addr = _rd(regs, crs[pc], cv) + np.uint64(coff[pc])
-            v, ok = _load(regions, addr, 4)
-            if not ok:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 4, COL_RLEN)
+            if h == U0:
                 status = FAULT_LOAD
                 aux = addr
                 break
-            cv = v
-            regs[cdst[pc]] = cv
+            cv = load_u32(h)
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_LDXH:
-            addr = _rd(regs, crs[pc], cv) + np.uint64(coff[pc])
-            v, ok = _load(regions, addr, 2)
-            if not ok:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 2, COL_RLEN)
+            if h == U0:
                 status = FAULT_LOAD
                 aux = addr
                 break
-            cv = v
-            regs[cdst[pc]] = cv
+            cv = load_u16(h)
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_LDXB:
-            addr = _rd(regs, crs[pc], cv) + np.uint64(coff[pc])
-            v, ok = _load(regions, addr, 1)
-            if not ok:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 1, COL_RLEN)
+            if h == U0:
                 status = FAULT_LOAD
                 aux = addr
                 break
-            cv = v
-            regs[cdst[pc]] = cv
+            cv = load_u8(h)
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_STDW:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 8, cimm[pc]):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 8, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u64(h, cimm[pc])
             pc += U1
         elif o == I_STXDW:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 8, _rd(regs, crs[pc], cv)):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 8, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u64(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_STW:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 4, cimm[pc]):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 4, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u32(h, cimm[pc])
             pc += U1
         elif o == I_STXW:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 4, _rd(regs, crs[pc], cv)):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 4, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u32(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_STH:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 2, cimm[pc]):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 2, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u16(h, cimm[pc])
             pc += U1
         elif o == I_STXH:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 2, _rd(regs, crs[pc], cv)):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 2, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u16(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_STB:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 1, cimm[pc]):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 1, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u8(h, cimm[pc])
             pc += U1
         elif o == I_STXB:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
-            if not _store(regions, addr, 1, _rd(regs, crs[pc], cv)):
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 1, COL_WLEN)
+            if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
+            store_u8(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_LDDW:
             cv = cimm[pc]
-            regs[cdst[pc]] = cv
+            regs[_w_dst(w)] = cv
             pc += U2
         # ---- control flow ----------------------------------------------------------------
         elif o == I_JA:
@@ -596,133 +654,133 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
                 status = FAULT_BUDGET
                 break
         elif o == I_JEQ_K:
-            c = _cond(BPF_JEQ, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JEQ, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JEQ_X:
-            c = _cond(BPF_JEQ, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JEQ, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JNE_K:
-            c = _cond(BPF_JNE, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JNE, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JNE_X:
-            c = _cond(BPF_JNE, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JNE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JGT_K:
-            c = _cond(BPF_JGT, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JGT, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JGT_X:
-            c = _cond(BPF_JGT, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JGT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JGE_K:
-            c = _cond(BPF_JGE, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JGE, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JGE_X:
-            c = _cond(BPF_JGE, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JGE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JLT_K:
-            c = _cond(BPF_JLT, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JLT, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JLT_X:
-            c = _cond(BPF_JLT, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JLT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JLE_K:
-            c = _cond(BPF_JLE, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JLE, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JLE_X:
-            c = _cond(BPF_JLE, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JLE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSET_K:
-            c = _cond(BPF_JSET, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JSET, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSET_X:
-            c = _cond(BPF_JSET, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JSET, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSGT_K:
-            c = _cond(BPF_JSGT, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JSGT, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSGT_X:
-            c = _cond(BPF_JSGT, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JSGT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSGE_K:
-            c = _cond(BPF_JSGE, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JSGE, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSGE_X:
-            c = _cond(BPF_JSGE, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JSGE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSLT_K:
-            c = _cond(BPF_JSLT, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JSLT, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSLT_X:
-            c = _cond(BPF_JSLT, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JSLT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSLE_K:
-            c = _cond(BPF_JSLE, _rd(regs, crd[pc], cv), cimm[pc])
+            c = _cond(BPF_JSLE, _rd(regs, _w_rd(w), cv), cimm[pc])
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
         elif o == I_JSLE_X:
-            c = _cond(BPF_JSLE, _rd(regs, crd[pc], cv), _rd(regs, crs[pc], cv))
+            c = _cond(BPF_JSLE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
@@ -769,18 +827,18 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
         # ---- ALU32: operands' low 32 bits, result zero-extended ---------------------------
         elif o == I_MOV32_K:
             cv = cimm[pc] & M32
-            regs[cdst[pc]] = cv
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_MOV32_X:
-            cv = _rd(regs, crs[pc], cv) & M32
-            regs[cdst[pc]] = cv
+            cv = _rd(regs, _w_rs(w), cv) & M32
+            regs[_w_dst(w)] = cv
             pc += U1
         # ---- rarer instructions: generic handlers that look at the raw opcode again -------
         elif o == I_ALU32:
             r = cop[pc]
-            d = cdst[pc]
-            a = _rd(regs, crd[pc], cv) & M32
-            b = (cimm[pc] if r & 0x08 == 0 else _rd(regs, crs[pc], cv)) & M32
+            d = _w_dst(w)
+            a = _rd(regs, _w_rd(w), cv) & M32
+            b = (cimm[pc] if r & 0x08 == 0 else _rd(regs, _w_rs(w), cv)) & M32
             aop = r & 0xF0
             if aop == 0x00:
                 a = (a + b) & M32
@@ -823,13 +881,13 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
             regs[d] = cv
             pc += U1
         elif o == I_NEG64:
-            cv = U0 - _rd(regs, crd[pc], cv)
-            regs[cdst[pc]] = cv
+            cv = U0 - _rd(regs, _w_rd(w), cv)
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_DIVMOD64:  # div / mod, sdiv / smod (off = 1)
             r = cop[pc]
-            b = cimm[pc] if r & 0x08 == 0 else _rd(regs, crs[pc], cv)
-            a = _rd(regs, crd[pc], cv)
+            b = cimm[pc] if r & 0x08 == 0 else _rd(regs, _w_rs(w), cv)
+            a = _rd(regs, _w_rd(w), cv)
             if r & 0xF0 == 0x30:
                 if b == U0:
                     a = U0
@@ -843,39 +901,39 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
                 else:
                     a = _smod(np.int64(a), np.int64(b))
             cv = a
-            regs[cdst[pc]] = cv
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_MOVSX64:  # movsx 8/16/32 -> 64 (0xbf with off = width)
             sh = np.uint64(64) - np.uint64(coff[pc])
-            cv = np.uint64(np.int64(_rd(regs, crs[pc], cv) << sh) >> np.int64(sh))
-            regs[cdst[pc]] = cv
+            cv = np.uint64(np.int64(_rd(regs, _w_rs(w), cv) << sh) >> np.int64(sh))
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_MOVSX32:  # movsx 8/16 -> 32 (0xbc with off = width)
             sh = np.uint64(64) - np.uint64(coff[pc])
-            cv = np.uint64(np.int64(_rd(regs, crs[pc], cv) << sh) >> np.int64(sh)) & M32
-            regs[cdst[pc]] = cv
+            cv = np.uint64(np.int64(_rd(regs, _w_rs(w), cv) << sh) >> np.int64(sh)) & M32
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_ENDIAN:  # le, be, bswap
             r = cop[pc]
-            w = cimm[pc]
-            x = _rd(regs, crd[pc], cv)
+            width = cimm[pc]
+            x = _rd(regs, _w_rd(w), cv)
             if r == 0xD4:  # to little-endian: the host order, so only truncate
-                if w == 16:
+                if width == 16:
                     x = x & np.uint64(0xFFFF)
-                elif w == 32:
+                elif width == 32:
                     x = x & M32
-            elif w == 16:
+            elif width == 16:
                 x = _bswap16(x & np.uint64(0xFFFF))
-            elif w == 32:
+            elif width == 32:
                 x = _bswap32(x & M32)
             else:
                 x = _bswap64(x)
             cv = x
-            regs[cdst[pc]] = cv
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_LDXS:  # ldxs w/h/b: sign-extending loads
             r = cop[pc]
-            addr = _rd(regs, crs[pc], cv) + np.uint64(coff[pc])
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
             sz = 4 if r == 0x81 else (2 if r == 0x89 else 1)
             v, ok = _load(regions, addr, sz)
             if not ok:
@@ -884,10 +942,10 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
                 break
             sh = np.uint64(64 - 8 * sz)
             cv = np.uint64(np.int64(v << sh) >> np.int64(sh))
-            regs[cdst[pc]] = cv
+            regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_ATOMIC:
-            addr = _rd(regs, crd[pc], cv) + np.uint64(coff[pc])
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             wide = cop[pc] == 0xDB
             n = 8 if wide else 4
             h = _host(regions, addr, n, COL_WLEN)
@@ -923,7 +981,7 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
                     regs[s] = old
             pc += U1
         elif o == I_CALLX:  # helper id in dst (the conformance suite's convention)
-            hid = regs[cdst[pc]]
+            hid = regs[_w_dst(w)]
             hs = call_helper(hid, regs, core, nc)
             if hs != HELPER_OK:
                 status = FAULT_UNKNOWN_HELPER if hs == HELPER_UNKNOWN else FAULT_HELPER
@@ -935,8 +993,8 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
         elif o == I_JMP32:  # 32-bit conditional jumps (and invalid jump opcodes)
             r = cop[pc]
             cls = r & 0x07
-            a = _rd(regs, crd[pc], cv)
-            b = cimm[pc] if r & 0x08 == 0 else _rd(regs, crs[pc], cv)
+            a = _rd(regs, _w_rd(w), cv)
+            b = cimm[pc] if r & 0x08 == 0 else _rd(regs, _w_rs(w), cv)
             if cls == 0x06:
                 a &= M32
                 b &= M32
@@ -974,9 +1032,15 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
             if over:
                 status = FAULT_BUDGET
                 break
-        else:  # I_BAD: not an instruction
-            status = FAULT_BAD_OPCODE
-            aux = np.uint64(cop[pc])
+        else:  # I_BAD: not an instruction, or the sentinel past the end
+            # Decided on the raw opcode, not `o`: a case that only sets constants and breaks
+            # would have LLVM set those constants in the dispatch block, on every instruction.
+            r = cop[pc]
+            if r == OP_FELL_OFF:
+                status = FAULT_FELL_OFF
+            else:
+                status = FAULT_BAD_OPCODE
+                aux = np.uint64(r)
             break
     if status == FAULT_BUDGET:
         aux = np.uint64(budget)
@@ -988,7 +1052,7 @@ def execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_c
 
 
 @njit(cache=True)
-def run_batch(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
+def run_batch(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
               regions, regs, frames, core, stack, inbuf, budget, stack_size, max_depth,
               blob, offsets, out_r0, out_insns, out_cycles, out_status, out_pc, out_aux, out_data):
     """Run every input of a batch: input ``e`` is ``blob[offsets[e]:offsets[e+1]]``.
@@ -1010,7 +1074,7 @@ def run_batch(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun
         regs[1] = np.uint64(REGION_INPUT) << SH
         regs[2] = np.uint64(length)
         regs[10] = (np.uint64(REGION_STACK) << SH) | stack_top
-        status, pc, aux, ni, nc = execute(ccode, cop, cdst, csrc, crd, crs, coff, cimm, ctgt, crun_len, crun_cyc, ccyc,
+        status, pc, aux, ni, nc = execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc,
                                           taken_extra, regions, regs, frames, core, budget, stack_size,
                                           max_depth)
         out_r0[e] = regs[0]
