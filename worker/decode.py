@@ -62,6 +62,10 @@ I_JLT_K, I_JLT_X, I_JLE_K, I_JLE_X, I_JSET_K, I_JSET_X = 71, 72, 73, 74, 75, 76
 I_JSGT_K, I_JSGT_X, I_JSGE_K, I_JSGE_X, I_JSLT_K, I_JSLT_X, I_JSLE_K, I_JSLE_X = 77, 78, 79, 80, 81, 82, 83, 84
 I_CALL, I_CALL_LOCAL, I_CALLX, I_EXIT = 85, 86, 87, 88
 I_BAD = 89  # invalid opcodes and the sentinel slot after the program
+# Superinstructions for a conditional jump over an unconditional one (``if c goto +1; goto L``,
+# how LLVM often closes a loop): one dispatch goes to pc+2 when c holds, else straight to L.
+I_JEQ_K_JA, I_JNE_K_JA = 90, 91
+_OVER_JA = {I_JEQ_K: I_JEQ_K_JA, I_JNE_K: I_JNE_K_JA}
 
 
 def _k_x(cls: int, operation: int, k: int, x: int) -> dict[int, int]:
@@ -279,6 +283,8 @@ def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, 
                 operand = int(col_src[p + 1])
                 col_rs[p] = col_rd[p] if operand == dst else _read_index(operand, cached)
             col_imm[p] = col_imm[p + 1]
+        if int(col_code[p]) in _OVER_JA and int(col_tgt[p]) == p + 2 and col_code[p + 1] == I_JA:
+            col_code[p] = _OVER_JA[int(col_code[p])]
         cls = code & 0x07
         if _writes_cached(code):
             cached = int(col_dst[p])

@@ -62,6 +62,7 @@ from .decode import (  # internal opcodes
     I_EXIT,
     I_JA,
     I_JEQ_K,
+    I_JEQ_K_JA,
     I_JEQ_X,
     I_JGE_K,
     I_JGE_X,
@@ -73,6 +74,7 @@ from .decode import (  # internal opcodes
     I_JLT_X,
     I_JMP32,
     I_JNE_K,
+    I_JNE_K_JA,
     I_JNE_X,
     I_JSET_K,
     I_JSET_X,
@@ -289,6 +291,19 @@ def _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget):
         return t, ni, nc + crun_cyc[t] + taken_extra, t <= pc and ni > budget
     p = pc + U1
     return p, ni + crun_len[p], nc + crun_cyc[p], False
+
+
+@njit(cache=True, inline="always")
+def _branch_over_ja(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget):
+    """``if c goto pc+2`` at pc followed by ``ja`` at pc+1, in one step; charges and budget
+    check as the two instructions would make them."""
+    if c:
+        p = pc + U2
+        return p, ni + crun_len[p], nc + crun_cyc[p] + taken_extra, False
+    j = pc + U1
+    t = ctgt[j]
+    ni += crun_len[j] + crun_len[t]
+    return t, ni, nc + crun_cyc[j] + crun_cyc[t], t <= j and ni > budget
 
 
 @njit(cache=True, inline="always")
@@ -530,6 +545,18 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
             cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
             regs[_w_dst(w)] = cv
             pc += U2
+        elif o == I_JEQ_K_JA:
+            c = _rd(regs, _w_rd(w), cv) == cimm[pc]
+            pc, ni, nc, over = _branch_over_ja(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JNE_K_JA:
+            c = _rd(regs, _w_rd(w), cv) != cimm[pc]
+            pc, ni, nc, over = _branch_over_ja(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
         # ---- memory ----------------------------------------------------------------------
         elif o == I_LDXDW:
             addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
