@@ -369,6 +369,11 @@ def _load(regions, addr, size):
     return load_u8(h), True
 
 
+# `_nrt=False`: without it Numba increments and decrements the reference count of every array
+# argument on each call -- some thirty atomic operations, about 250 ns, more than a short
+# program takes to run. `execute` creates no arrays, so it needs no runtime; Numba refuses to
+# compile it if that ever changes. (Inlining it into `run_batch` instead made compiling take
+# minutes.)
 @njit(cache=True, error_model="numpy", _nrt=False)
 def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
             regions, regs, frames, core, budget, stack_size, max_depth):
