@@ -18,7 +18,7 @@ from bpfmc.ebpf.program import Program
 from bpfmc.ebpf.validate import validate
 
 from . import interp
-from .decode import DecodedProgram, decode_program
+from .decode import REG_SLOTS, DecodedProgram, decode_program
 from .helpers import HELPER_NAMES, SUPPORTED_HELPERS, new_core_state
 from .memory import REGION_INPUT, REGION_STACK, RegionTable, split_address
 from .model import HardwareModel
@@ -101,7 +101,7 @@ class Engine:
         self.decoded: DecodedProgram = decode_program(program, self.model)
         m = self.model
         self._stack = np.zeros(m.stack_size * m.call_depth, np.uint8)
-        self._regs = np.zeros(16, np.uint64)  # 16: any 4-bit register field indexes safely
+        self._regs = np.zeros(REG_SLOTS, np.uint64)  # any 4-bit register field, and the cache slot
         self._frames = np.zeros((m.call_depth, 6), np.uint64)
         self._core = new_core_state(core_id, m.clock_hz, seed)
         self.regions = RegionTable()

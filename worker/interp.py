@@ -9,15 +9,136 @@ fault code, the pc and the address, never touching memory outside the region.
 Metering follows ``decode.py``: instructions and cycles are charged per straight-line run when
 control arrives, and the budget is checked on backward jumps and calls, which every loop and
 every recursion must pass through.
+
+Speed (all worked out by ``decode.py`` once per program; measured on benchmark B1, see the
+``perf-interp`` branch notes): dispatch is on dense internal opcodes with one ``o == I_*`` test
+per handler, so LLVM emits jump tables; ``mov dst, src`` followed by an ALU64 operation on dst
+runs as one superinstruction; register reads go through a static one-entry cache (``_rd``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from bpfmc.ebpf.opcodes import (
+    BPF_ADD,
+    BPF_AND,
+    BPF_ARSH,
+    BPF_JEQ,
+    BPF_JGE,
+    BPF_JGT,
+    BPF_JLE,
+    BPF_JLT,
+    BPF_JNE,
+    BPF_JSET,
+    BPF_JSGE,
+    BPF_JSGT,
+    BPF_JSLE,
+    BPF_JSLT,
+    BPF_LSH,
+    BPF_MUL,
+    BPF_OR,
+    BPF_RSH,
+    BPF_SUB,
+    BPF_XOR,
+)
 from numba import njit
 
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
-from .decode import OP_FELL_OFF, OP_MOVSX32, OP_MOVSX64
+from .decode import (  # internal opcodes
+    CACHED,
+    I_ADD64_K,
+    I_ADD64_X,
+    I_ALU32,
+    I_AND64_K,
+    I_AND64_X,
+    I_ARSH64_K,
+    I_ARSH64_X,
+    I_ATOMIC,
+    I_CALL,
+    I_CALL_LOCAL,
+    I_CALLX,
+    I_DIVMOD64,
+    I_ENDIAN,
+    I_EXIT,
+    I_JA,
+    I_JEQ_K,
+    I_JEQ_K_JA,
+    I_JEQ_X,
+    I_JGE_K,
+    I_JGE_X,
+    I_JGT_K,
+    I_JGT_X,
+    I_JLE_K,
+    I_JLE_X,
+    I_JLT_K,
+    I_JLT_X,
+    I_JMP32,
+    I_JNE_K,
+    I_JNE_K_JA,
+    I_JNE_X,
+    I_JSET_K,
+    I_JSET_X,
+    I_JSGE_K,
+    I_JSGE_X,
+    I_JSGT_K,
+    I_JSGT_X,
+    I_JSLE_K,
+    I_JSLE_X,
+    I_JSLT_K,
+    I_JSLT_X,
+    I_LDDW,
+    I_LDXB,
+    I_LDXDW,
+    I_LDXH,
+    I_LDXS,
+    I_LDXW,
+    I_LSH64_K,
+    I_LSH64_X,
+    I_MOV32_K,
+    I_MOV32_X,
+    I_MOV64_K,
+    I_MOV64_X,
+    I_MOVADD_K,
+    I_MOVADD_X,
+    I_MOVAND_K,
+    I_MOVAND_X,
+    I_MOVARSH_K,
+    I_MOVARSH_X,
+    I_MOVLSH_K,
+    I_MOVLSH_X,
+    I_MOVMUL_K,
+    I_MOVMUL_X,
+    I_MOVOR_K,
+    I_MOVOR_X,
+    I_MOVRSH_K,
+    I_MOVRSH_X,
+    I_MOVSUB_K,
+    I_MOVSUB_X,
+    I_MOVSX32,
+    I_MOVSX64,
+    I_MOVXOR_K,
+    I_MOVXOR_X,
+    I_MUL64_K,
+    I_MUL64_X,
+    I_NEG64,
+    I_OR64_K,
+    I_OR64_X,
+    I_RSH64_K,
+    I_RSH64_X,
+    I_STB,
+    I_STDW,
+    I_STH,
+    I_STW,
+    I_STXB,
+    I_STXDW,
+    I_STXH,
+    I_STXW,
+    I_SUB64_K,
+    I_SUB64_X,
+    I_XOR64_K,
+    I_XOR64_X,
+    OP_FELL_OFF,
+)
 from .helpers import HELPER_OK, HELPER_UNKNOWN, call_helper
 from .intrinsics import (
     atomic_add_u32,
@@ -58,11 +179,11 @@ FAULT_HELPER = 9  # a helper failed; aux = helper id
 M32 = np.uint64(0xFFFFFFFF)
 U0 = np.uint64(0)
 U1 = np.uint64(1)
+U2 = np.uint64(2)
 S32 = np.uint64(32)
 SH = np.uint64(REGION_SHIFT)
 M5 = np.uint64(31)
 M6 = np.uint64(63)
-NOREG = np.uint8(0xFF)  # no register is cached
 
 
 @njit(cache=True, inline="always")
@@ -122,19 +243,42 @@ def _bswap64(x):
 
 
 @njit(cache=True, inline="always")
-def _rd(regs, i, cd, cv):
-    """Read register i through the one-entry cache of the last register written.
+def _rd(regs, i, cv):
+    """Read a register operand: ``i`` is a read index from the decoder, ``CACHED`` for the
+    register written last (whose value is in ``cv``), else the register's number.
 
     Most eBPF code chains several operations on one register (``r5 <<= 13; r5 ^= r1``); the
     cache lets the next instruction take that value from a host register instead of waiting
-    for the store it just made to be forwarded back from memory, about halving the latency of
-    such chains. Writes still go to ``regs`` (write-through), so the array is always current.
+    for the store just made to be forwarded back from memory. Writes still go to ``regs``
+    (write-through), so the array is always current. Because the decoder, not a run-time
+    compare against the last written index, decides a hit, a hit loads ``regs[CACHED]`` -- a
+    slot nothing writes -- rather than the register just stored, so it never waits on that store.
     """
-    # Branch-free on purpose: a conditional expression would become a branch that mispredicts
-    # on the hit pattern; loading unconditionally lets LLVM emit a cmov.
+    # Branch-free on purpose: loading unconditionally lets LLVM emit a cmov instead of a branch.
     x = regs[i]
-    m = U0 - np.uint64(i == cd)
+    m = U0 - np.uint64(i == CACHED)
     return (cv & m) | (x & ~m)
+
+
+# Fields of the packed ``word`` column (see ``decode.DecodedProgram``): one load gives the
+# opcode and all three register indices, which keeps three column pointers out of the hot loop's
+# registers. uint32 throughout, so indexing needs no negative-index fixup.
+W8 = np.uint32(0xFF)
+
+
+@njit(cache=True, inline="always")
+def _w_dst(w):
+    return (w >> np.uint32(8)) & W8
+
+
+@njit(cache=True, inline="always")
+def _w_rd(w):
+    return (w >> np.uint32(16)) & W8
+
+
+@njit(cache=True, inline="always")
+def _w_rs(w):
+    return w >> np.uint32(24)
 
 
 @njit(cache=True, inline="always")
@@ -149,13 +293,96 @@ def _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget):
     return p, ni + crun_len[p], nc + crun_cyc[p], False
 
 
-@njit(cache=True, error_model="numpy")
-def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
+@njit(cache=True, inline="always")
+def _branch_over_ja(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget):
+    """``if c goto pc+2`` at pc followed by ``ja`` at pc+1, in one step; charges and budget
+    check as the two instructions would make them."""
+    if c:
+        p = pc + U2
+        return p, ni + crun_len[p], nc + crun_cyc[p] + taken_extra, False
+    j = pc + U1
+    t = ctgt[j]
+    ni += crun_len[j] + crun_len[t]
+    return t, ni, nc + crun_cyc[j] + crun_cyc[t], t <= j and ni > budget
+
+
+@njit(cache=True, inline="always")
+def _alu64(k, a, b):
+    """``a OP b`` for the ALU operation ``k`` (a ``BPF_*`` constant, so each use folds to one op)."""
+    if k == BPF_ADD:
+        return a + b
+    if k == BPF_SUB:
+        return a - b
+    if k == BPF_MUL:
+        return a * b
+    if k == BPF_OR:
+        return a | b
+    if k == BPF_AND:
+        return a & b
+    if k == BPF_XOR:
+        return a ^ b
+    if k == BPF_LSH:
+        return a << (b & M6)
+    if k == BPF_RSH:
+        return a >> (b & M6)
+    return np.uint64(np.int64(a) >> np.int64(b & M6))  # BPF_ARSH
+
+
+@njit(cache=True, inline="always")
+def _cond(k, a, b):
+    """The condition of 64-bit jump ``k`` (a ``BPF_J*`` constant)."""
+    if k == BPF_JEQ:
+        return a == b
+    if k == BPF_JNE:
+        return a != b
+    if k == BPF_JGT:
+        return a > b
+    if k == BPF_JGE:
+        return a >= b
+    if k == BPF_JLT:
+        return a < b
+    if k == BPF_JLE:
+        return a <= b
+    if k == BPF_JSET:
+        return (a & b) != U0
+    if k == BPF_JSGT:
+        return np.int64(a) > np.int64(b)
+    if k == BPF_JSGE:
+        return np.int64(a) >= np.int64(b)
+    if k == BPF_JSLT:
+        return np.int64(a) < np.int64(b)
+    return np.int64(a) <= np.int64(b)  # BPF_JSLE
+
+
+@njit(cache=True, inline="always")
+def _load(regions, addr, size):
+    """Bounds-checked load of ``size`` bytes (zero-extended): (value, ok)."""
+    h = _host(regions, addr, size, COL_RLEN)
+    if h == U0:
+        return U0, False
+    if size == 8:
+        return load_u64(h), True
+    if size == 4:
+        return load_u32(h), True
+    if size == 2:
+        return load_u16(h), True
+    return load_u8(h), True
+
+
+# `_nrt=False`: without it Numba increments and decrements the reference count of every array
+# argument on each call -- some thirty atomic operations, about 250 ns, more than a short
+# program takes to run. `execute` creates no arrays, so it needs no runtime; Numba refuses to
+# compile it if that ever changes. (Inlining it into `run_batch` instead made compiling take
+# minutes.)
+@njit(cache=True, error_model="numpy", _nrt=False)
+def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
             regions, regs, frames, core, budget, stack_size, max_depth):
     """Run from pc 0 until the outermost exit or a fault.
 
-    Returns (status, pc, aux, instructions, cycles). ``frames[d]`` saves r6-r9, the return pc
-    and r10 of the caller at depth d.
+    Dispatch is on the internal opcode (``decode.I_*``) in ``cword``; handlers read operands
+    through its read indices (see ``_rd``) and write its dst. Returns (status, pc,
+    aux, instructions, cycles). ``frames[d]`` saves r6-r9, the return pc and r10 of the caller
+    at depth d.
     """
     pc = U0  # unsigned, so Numba indexes the columns without a negative-index fixup
     ni = crun_len[0]
@@ -163,273 +390,434 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
     depth = 0
     status = OK
     aux = U0
-    cd = NOREG  # register cache: index and value of the last register written
-    cv = U0
+    cv = U0  # value of the register the decoder's cache analysis says was written last
     over = False
     while True:
-        o = cop[pc]
+        w = cword[pc]
+        o = w & W8
+        # Every test below is `o == I_*` on a dense range: LLVM turns the chain into one jump table.
         # ---- ALU64 -----------------------------------------------------------------------
-        if o == 0xB7:  # mov imm
-            d = cdst[pc]
+        if o == I_ADD64_K:
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_ADD64_X:
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_SUB64_K:
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_SUB64_X:
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_MUL64_K:
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_MUL64_X:
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_OR64_K:
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_OR64_X:
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_AND64_K:
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_AND64_X:
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_XOR64_K:
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_XOR64_X:
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_LSH64_K:
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_LSH64_X:
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_RSH64_K:
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_RSH64_X:
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_ARSH64_K:
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_ARSH64_X:
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_MOV64_K:
             cv = cimm[pc]
-            regs[d] = cv
-            cd = d
+            regs[_w_dst(w)] = cv
             pc += U1
-        elif o == 0xBF:  # mov reg
-            d = cdst[pc]
-            cv = _rd(regs, csrc[pc], cd, cv)
-            regs[d] = cv
-            cd = d
+        elif o == I_MOV64_X:
+            cv = _rd(regs, _w_rs(w), cv)
+            regs[_w_dst(w)] = cv
             pc += U1
-        elif o == 0x07:  # add
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) + cimm[pc]
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x0F:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) + _rd(regs, csrc[pc], cd, cv)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x17:  # sub
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) - cimm[pc]
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x1F:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) - _rd(regs, csrc[pc], cd, cv)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x27:  # mul
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) * cimm[pc]
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x2F:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) * _rd(regs, csrc[pc], cd, cv)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x47:  # or
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) | cimm[pc]
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x4F:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) | _rd(regs, csrc[pc], cd, cv)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x57:  # and
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) & cimm[pc]
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x5F:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) & _rd(regs, csrc[pc], cd, cv)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x67:  # lsh
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) << (cimm[pc] & M6)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x6F:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) << (_rd(regs, csrc[pc], cd, cv) & M6)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x77:  # rsh
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) >> (cimm[pc] & M6)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x7F:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) >> (_rd(regs, csrc[pc], cd, cv) & M6)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0xC7:  # arsh
-            d = cdst[pc]
-            cv = np.uint64(np.int64(_rd(regs, d, cd, cv)) >> np.int64(cimm[pc] & M6))
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0xCF:
-            d = cdst[pc]
-            cv = np.uint64(np.int64(_rd(regs, d, cd, cv)) >> np.int64(_rd(regs, csrc[pc], cd, cv) & M6))
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0xA7:  # xor
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) ^ cimm[pc]
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0xAF:
-            d = cdst[pc]
-            cv = _rd(regs, d, cd, cv) ^ _rd(regs, csrc[pc], cd, cv)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x87:  # neg
-            d = cdst[pc]
-            cv = U0 - _rd(regs, d, cd, cv)
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == OP_MOVSX64:  # movsx 8/16/32 -> 64 (0xbf with off = width)
-            d = cdst[pc]
-            sh = np.uint64(64) - np.uint64(coff[pc])
-            cv = np.uint64(np.int64(_rd(regs, csrc[pc], cd, cv) << sh) >> np.int64(sh))
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif o == 0x37 or o == 0x3F or o == 0x97 or o == 0x9F:  # div / mod, sdiv / smod (off = 1)
-            d = cdst[pc]
-            b = cimm[pc] if o & 0x08 == 0 else _rd(regs, csrc[pc], cd, cv)
-            a = _rd(regs, d, cd, cv)
-            if o & 0xF0 == 0x30:
-                if b == U0:
-                    a = U0
-                elif coff[pc] == 0:
-                    a = a // b
-                else:
-                    a = _sdiv(np.int64(a), np.int64(b))
-            elif b != U0:  # modulo by zero leaves dst unchanged
-                if coff[pc] == 0:
-                    a = a % b
-                else:
-                    a = _smod(np.int64(a), np.int64(b))
-            cv = a
-            regs[d] = cv
-            cd = d
-            pc += U1
+        # ---- fused mov + ALU64: rd names the mov's source; the pair takes two slots ----------
+        elif o == I_MOVADD_K:
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVADD_X:
+            cv = _alu64(BPF_ADD, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVSUB_K:
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVSUB_X:
+            cv = _alu64(BPF_SUB, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVMUL_K:
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVMUL_X:
+            cv = _alu64(BPF_MUL, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVOR_K:
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVOR_X:
+            cv = _alu64(BPF_OR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVAND_K:
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVAND_X:
+            cv = _alu64(BPF_AND, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVXOR_K:
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVXOR_X:
+            cv = _alu64(BPF_XOR, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVLSH_K:
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVLSH_X:
+            cv = _alu64(BPF_LSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVRSH_K:
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVRSH_X:
+            cv = _alu64(BPF_RSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVARSH_K:
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), cimm[pc])
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_MOVARSH_X:
+            cv = _alu64(BPF_ARSH, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            regs[_w_dst(w)] = cv
+            pc += U2
+        elif o == I_JEQ_K_JA:
+            c = _rd(regs, _w_rd(w), cv) == cimm[pc]
+            pc, ni, nc, over = _branch_over_ja(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JNE_K_JA:
+            c = _rd(regs, _w_rd(w), cv) != cimm[pc]
+            pc, ni, nc, over = _branch_over_ja(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
         # ---- memory ----------------------------------------------------------------------
-        elif o == 0x79 or o == 0x61 or o == 0x69 or o == 0x71:  # ldx dw/w/h/b
-            addr = _rd(regs, csrc[pc], cd, cv) + np.uint64(coff[pc])
-            sz = 8 if o == 0x79 else (4 if o == 0x61 else (2 if o == 0x69 else 1))
-            h = _host(regions, addr, sz, COL_RLEN)
+        elif o == I_LDXDW:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 8, COL_RLEN)
             if h == U0:
                 status = FAULT_LOAD
                 aux = addr
                 break
-            if sz == 8:
-                cv = load_u64(h)
-            elif sz == 4:
-                cv = load_u32(h)
-            elif sz == 2:
-                cv = load_u16(h)
-            else:
-                cv = load_u8(h)
-            d = cdst[pc]
-            regs[d] = cv
-            cd = d
+            cv = load_u64(h)
+            regs[_w_dst(w)] = cv
             pc += U1
-        elif o == 0x7B or o == 0x63 or o == 0x6B or o == 0x73 or o == 0x7A or o == 0x62 or o == 0x6A or o == 0x72:
-            # stx / st  (dw, w, h, b)
-            addr = _rd(regs, cdst[pc], cd, cv) + np.uint64(coff[pc])
-            v = _rd(regs, csrc[pc], cd, cv) if o & 0x07 == 0x03 else cimm[pc]
-            sz = o & 0x18
-            n = 8 if sz == 0x18 else (4 if sz == 0x00 else (2 if sz == 0x08 else 1))
-            h = _host(regions, addr, n, COL_WLEN)
+        elif o == I_LDXW:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 4, COL_RLEN)
+            if h == U0:
+                status = FAULT_LOAD
+                aux = addr
+                break
+            cv = load_u32(h)
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_LDXH:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 2, COL_RLEN)
+            if h == U0:
+                status = FAULT_LOAD
+                aux = addr
+                break
+            cv = load_u16(h)
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_LDXB:
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 1, COL_RLEN)
+            if h == U0:
+                status = FAULT_LOAD
+                aux = addr
+                break
+            cv = load_u8(h)
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_STDW:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 8, COL_WLEN)
             if h == U0:
                 status = FAULT_STORE
                 aux = addr
                 break
-            if n == 8:
-                store_u64(h, v)
-            elif n == 4:
-                store_u32(h, v)
-            elif n == 2:
-                store_u16(h, v)
-            else:
-                store_u8(h, v)
+            store_u64(h, cimm[pc])
             pc += U1
-        elif o == 0x81 or o == 0x89 or o == 0x91:  # ldxs w/h/b: sign-extending loads
-            addr = _rd(regs, csrc[pc], cd, cv) + np.uint64(coff[pc])
-            sz = 4 if o == 0x81 else (2 if o == 0x89 else 1)
-            h = _host(regions, addr, sz, COL_RLEN)
+        elif o == I_STXDW:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 8, COL_WLEN)
             if h == U0:
-                status = FAULT_LOAD
+                status = FAULT_STORE
                 aux = addr
                 break
-            if sz == 4:
-                cv = np.uint64(np.int64(load_u32(h) << S32) >> np.int64(32))
-            elif sz == 2:
-                cv = np.uint64(np.int64(load_u16(h) << np.uint64(48)) >> np.int64(48))
-            else:
-                cv = np.uint64(np.int64(load_u8(h) << np.uint64(56)) >> np.int64(56))
-            d = cdst[pc]
-            regs[d] = cv
-            cd = d
+            store_u64(h, _rd(regs, _w_rs(w), cv))
             pc += U1
-        elif o == 0x18:  # lddw
-            d = cdst[pc]
+        elif o == I_STW:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 4, COL_WLEN)
+            if h == U0:
+                status = FAULT_STORE
+                aux = addr
+                break
+            store_u32(h, cimm[pc])
+            pc += U1
+        elif o == I_STXW:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 4, COL_WLEN)
+            if h == U0:
+                status = FAULT_STORE
+                aux = addr
+                break
+            store_u32(h, _rd(regs, _w_rs(w), cv))
+            pc += U1
+        elif o == I_STH:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 2, COL_WLEN)
+            if h == U0:
+                status = FAULT_STORE
+                aux = addr
+                break
+            store_u16(h, cimm[pc])
+            pc += U1
+        elif o == I_STXH:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 2, COL_WLEN)
+            if h == U0:
+                status = FAULT_STORE
+                aux = addr
+                break
+            store_u16(h, _rd(regs, _w_rs(w), cv))
+            pc += U1
+        elif o == I_STB:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 1, COL_WLEN)
+            if h == U0:
+                status = FAULT_STORE
+                aux = addr
+                break
+            store_u8(h, cimm[pc])
+            pc += U1
+        elif o == I_STXB:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            h = _host(regions, addr, 1, COL_WLEN)
+            if h == U0:
+                status = FAULT_STORE
+                aux = addr
+                break
+            store_u8(h, _rd(regs, _w_rs(w), cv))
+            pc += U1
+        elif o == I_LDDW:
             cv = cimm[pc]
-            regs[d] = cv
-            cd = d
-            pc += np.uint64(2)
-        # ---- control flow (64-bit compares) ----------------------------------------------
-        elif o == 0x05 or o == 0x06:  # ja, ja32
+            regs[_w_dst(w)] = cv
+            pc += U2
+        # ---- control flow ----------------------------------------------------------------
+        elif o == I_JA:
             pc, ni, nc, over = _branch(True, pc, ctgt, crun_len, crun_cyc, 0, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
-        elif o == 0x15:
-            pc, ni, nc, over = _branch(_rd(regs, cdst[pc], cd, cv) == cimm[pc], pc, ctgt, crun_len, crun_cyc,
-                                       taken_extra, ni, nc, budget)
+        elif o == I_JEQ_K:
+            c = _cond(BPF_JEQ, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
-        elif o == 0x1D:
-            pc, ni, nc, over = _branch(_rd(regs, cdst[pc], cd, cv) == _rd(regs, csrc[pc], cd, cv), pc, ctgt,
-                                       crun_len, crun_cyc, taken_extra, ni, nc, budget)
+        elif o == I_JEQ_X:
+            c = _cond(BPF_JEQ, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
-        elif o == 0x55:
-            pc, ni, nc, over = _branch(_rd(regs, cdst[pc], cd, cv) != cimm[pc], pc, ctgt, crun_len, crun_cyc,
-                                       taken_extra, ni, nc, budget)
+        elif o == I_JNE_K:
+            c = _cond(BPF_JNE, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
-        elif o == 0x5D:
-            pc, ni, nc, over = _branch(_rd(regs, cdst[pc], cd, cv) != _rd(regs, csrc[pc], cd, cv), pc, ctgt,
-                                       crun_len, crun_cyc, taken_extra, ni, nc, budget)
+        elif o == I_JNE_X:
+            c = _cond(BPF_JNE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
-        elif o == 0x25:
-            pc, ni, nc, over = _branch(_rd(regs, cdst[pc], cd, cv) > cimm[pc], pc, ctgt, crun_len, crun_cyc,
-                                       taken_extra, ni, nc, budget)
+        elif o == I_JGT_K:
+            c = _cond(BPF_JGT, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
-        elif o == 0xA5:
-            pc, ni, nc, over = _branch(_rd(regs, cdst[pc], cd, cv) < cimm[pc], pc, ctgt, crun_len, crun_cyc,
-                                       taken_extra, ni, nc, budget)
+        elif o == I_JGT_X:
+            c = _cond(BPF_JGT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
-        elif o == 0x95:  # exit
+        elif o == I_JGE_K:
+            c = _cond(BPF_JGE, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JGE_X:
+            c = _cond(BPF_JGE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JLT_K:
+            c = _cond(BPF_JLT, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JLT_X:
+            c = _cond(BPF_JLT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JLE_K:
+            c = _cond(BPF_JLE, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JLE_X:
+            c = _cond(BPF_JLE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSET_K:
+            c = _cond(BPF_JSET, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSET_X:
+            c = _cond(BPF_JSET, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSGT_K:
+            c = _cond(BPF_JSGT, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSGT_X:
+            c = _cond(BPF_JSGT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSGE_K:
+            c = _cond(BPF_JSGE, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSGE_X:
+            c = _cond(BPF_JSGE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSLT_K:
+            c = _cond(BPF_JSLT, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSLT_X:
+            c = _cond(BPF_JSLT, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSLE_K:
+            c = _cond(BPF_JSLE, _rd(regs, _w_rd(w), cv), cimm[pc])
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_JSLE_X:
+            c = _cond(BPF_JSLE, _rd(regs, _w_rd(w), cv), _rd(regs, _w_rs(w), cv))
+            pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
+            if over:
+                status = FAULT_BUDGET
+                break
+        elif o == I_EXIT:
             if depth == 0:
                 break
             depth -= 1
@@ -438,65 +826,52 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
             regs[8] = frames[depth, 2]
             regs[9] = frames[depth, 3]
             regs[10] = frames[depth, 5]
-            cd = NOREG
             pc = frames[depth, 4]
             ni += crun_len[pc]
             nc += crun_cyc[pc]
-        elif o == 0x85:  # call
-            cd = NOREG
-            if csrc[pc] == 0:  # helper: its cost is part of the run already
-                hs = call_helper(cimm[pc], regs, core, nc)
-                if hs != HELPER_OK:
-                    status = FAULT_UNKNOWN_HELPER if hs == HELPER_UNKNOWN else FAULT_HELPER
-                    aux = cimm[pc]
-                    break
-                pc += U1
-            else:  # bpf-to-bpf call: a new frame with its own stack
-                if depth + 1 >= max_depth:
-                    status = FAULT_CALL_DEPTH
-                    aux = np.uint64(max_depth)
-                    break
-                if ni > budget:
-                    status = FAULT_BUDGET
-                    break
-                frames[depth, 0] = regs[6]
-                frames[depth, 1] = regs[7]
-                frames[depth, 2] = regs[8]
-                frames[depth, 3] = regs[9]
-                frames[depth, 4] = pc + U1
-                frames[depth, 5] = regs[10]
-                depth += 1
-                regs[10] -= np.uint64(stack_size)
-                t = ctgt[pc]
-                ni += crun_len[t]
-                nc += crun_cyc[t]
-                pc = t
+        elif o == I_CALL:  # helper: its cost is part of the run already
+            hs = call_helper(cimm[pc], regs, core, nc)
+            if hs != HELPER_OK:
+                status = FAULT_UNKNOWN_HELPER if hs == HELPER_UNKNOWN else FAULT_HELPER
+                aux = cimm[pc]
+                break
+            pc += U1
+        elif o == I_CALL_LOCAL:  # bpf-to-bpf call: a new frame with its own stack
+            if depth + 1 >= max_depth:
+                status = FAULT_CALL_DEPTH
+                aux = np.uint64(max_depth)
+                break
+            if ni > budget:
+                status = FAULT_BUDGET
+                break
+            frames[depth, 0] = regs[6]
+            frames[depth, 1] = regs[7]
+            frames[depth, 2] = regs[8]
+            frames[depth, 3] = regs[9]
+            frames[depth, 4] = pc + U1
+            frames[depth, 5] = regs[10]
+            depth += 1
+            regs[10] -= np.uint64(stack_size)
+            t = ctgt[pc]
+            ni += crun_len[t]
+            nc += crun_cyc[t]
+            pc = t
         # ---- ALU32: operands' low 32 bits, result zero-extended ---------------------------
-        elif o == 0xB4:  # mov32 imm
-            d = cdst[pc]
+        elif o == I_MOV32_K:
             cv = cimm[pc] & M32
-            regs[d] = cv
-            cd = d
+            regs[_w_dst(w)] = cv
             pc += U1
-        elif o == 0xBC:  # mov32 reg
-            d = cdst[pc]
-            cv = _rd(regs, csrc[pc], cd, cv) & M32
-            regs[d] = cv
-            cd = d
+        elif o == I_MOV32_X:
+            cv = _rd(regs, _w_rs(w), cv) & M32
+            regs[_w_dst(w)] = cv
             pc += U1
-        elif o == OP_MOVSX32:  # movsx 8/16 -> 32 (0xbc with off = width)
-            d = cdst[pc]
-            sh = np.uint64(64) - np.uint64(coff[pc])
-            cv = np.uint64(np.int64(_rd(regs, csrc[pc], cd, cv) << sh) >> np.int64(sh)) & M32
-            regs[d] = cv
-            cd = d
-            pc += U1
-        elif (o & 0x07) == 0x04 and o != 0xD4 and o != 0xDC:
-            # The other ALU32 operations share one handler: the operation is a second dispatch.
-            d = cdst[pc]
-            a = _rd(regs, d, cd, cv) & M32
-            b = (cimm[pc] if o & 0x08 == 0 else _rd(regs, csrc[pc], cd, cv)) & M32
-            aop = o & 0xF0
+        # ---- rarer instructions: generic handlers that look at the raw opcode again -------
+        elif o == I_ALU32:
+            r = cop[pc]
+            d = _w_dst(w)
+            a = _rd(regs, _w_rd(w), cv) & M32
+            b = (cimm[pc] if r & 0x08 == 0 else _rd(regs, _w_rs(w), cv)) & M32
+            aop = r & 0xF0
             if aop == 0x00:
                 a = (a + b) & M32
             elif aop == 0x10:
@@ -532,35 +907,78 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
                         a = _smod(_sx32(a), _sx32(b)) & M32
             else:
                 status = FAULT_BAD_OPCODE
-                aux = np.uint64(o)
+                aux = np.uint64(r)
                 break
             cv = a
             regs[d] = cv
-            cd = d
             pc += U1
-        # ---- byte order ------------------------------------------------------------------
-        elif o == 0xD4 or o == 0xDC or o == 0xD7:  # le, be, bswap
-            d = cdst[pc]
-            w = cimm[pc]
-            x = _rd(regs, d, cd, cv)
-            if o == 0xD4:  # to little-endian: the host order, so only truncate
-                if w == 16:
+        elif o == I_NEG64:
+            cv = U0 - _rd(regs, _w_rd(w), cv)
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_DIVMOD64:  # div / mod, sdiv / smod (off = 1)
+            r = cop[pc]
+            b = cimm[pc] if r & 0x08 == 0 else _rd(regs, _w_rs(w), cv)
+            a = _rd(regs, _w_rd(w), cv)
+            if r & 0xF0 == 0x30:
+                if b == U0:
+                    a = U0
+                elif coff[pc] == 0:
+                    a = a // b
+                else:
+                    a = _sdiv(np.int64(a), np.int64(b))
+            elif b != U0:  # modulo by zero leaves dst unchanged
+                if coff[pc] == 0:
+                    a = a % b
+                else:
+                    a = _smod(np.int64(a), np.int64(b))
+            cv = a
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_MOVSX64:  # movsx 8/16/32 -> 64 (0xbf with off = width)
+            sh = np.uint64(64) - np.uint64(coff[pc])
+            cv = np.uint64(np.int64(_rd(regs, _w_rs(w), cv) << sh) >> np.int64(sh))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_MOVSX32:  # movsx 8/16 -> 32 (0xbc with off = width)
+            sh = np.uint64(64) - np.uint64(coff[pc])
+            cv = np.uint64(np.int64(_rd(regs, _w_rs(w), cv) << sh) >> np.int64(sh)) & M32
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_ENDIAN:  # le, be, bswap
+            r = cop[pc]
+            width = cimm[pc]
+            x = _rd(regs, _w_rd(w), cv)
+            if r == 0xD4:  # to little-endian: the host order, so only truncate
+                if width == 16:
                     x = x & np.uint64(0xFFFF)
-                elif w == 32:
+                elif width == 32:
                     x = x & M32
-            elif w == 16:
+            elif width == 16:
                 x = _bswap16(x & np.uint64(0xFFFF))
-            elif w == 32:
+            elif width == 32:
                 x = _bswap32(x & M32)
             else:
                 x = _bswap64(x)
             cv = x
-            regs[d] = cv
-            cd = d
+            regs[_w_dst(w)] = cv
             pc += U1
-        elif o == 0xDB or o == 0xC3:  # atomics
-            addr = _rd(regs, cdst[pc], cd, cv) + np.uint64(coff[pc])
-            wide = o == 0xDB
+        elif o == I_LDXS:  # ldxs w/h/b: sign-extending loads
+            r = cop[pc]
+            addr = _rd(regs, _w_rs(w), cv) + np.uint64(coff[pc])
+            sz = 4 if r == 0x81 else (2 if r == 0x89 else 1)
+            v, ok = _load(regions, addr, sz)
+            if not ok:
+                status = FAULT_LOAD
+                aux = addr
+                break
+            sh = np.uint64(64 - 8 * sz)
+            cv = np.uint64(np.int64(v << sh) >> np.int64(sh))
+            regs[_w_dst(w)] = cv
+            pc += U1
+        elif o == I_ATOMIC:
+            addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
+            wide = cop[pc] == 0xDB
             n = 8 if wide else 4
             h = _host(regions, addr, n, COL_WLEN)
             if h == U0:
@@ -571,7 +989,6 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
                 status = FAULT_MISALIGNED_ATOMIC
                 aux = addr
                 break
-            cd = NOREG
             s = csrc[pc]
             v = regs[s]
             aop = cimm[pc]
@@ -595,9 +1012,8 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
                 if aop & U1 != U0:  # fetch: src receives the old value
                     regs[s] = old
             pc += U1
-        elif o == 0x8D:  # callx: helper id in dst (the conformance suite's convention)
-            cd = NOREG
-            hid = regs[cdst[pc]]
+        elif o == I_CALLX:  # helper id in dst (the conformance suite's convention)
+            hid = regs[_w_dst(w)]
             hs = call_helper(hid, regs, core, nc)
             if hs != HELPER_OK:
                 status = FAULT_UNKNOWN_HELPER if hs == HELPER_UNKNOWN else FAULT_HELPER
@@ -606,22 +1022,15 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
             pc += U1
             ni += crun_len[pc]
             nc += crun_cyc[pc]
-        elif o == OP_FELL_OFF:
-            status = FAULT_FELL_OFF
-            break
-        else:
-            # ---- the remaining conditional jumps, 64- and 32-bit --------------------------
-            cls = o & 0x07
-            if cls != 0x05 and cls != 0x06:
-                status = FAULT_BAD_OPCODE
-                aux = np.uint64(o)
-                break
-            a = _rd(regs, cdst[pc], cd, cv)
-            b = cimm[pc] if o & 0x08 == 0 else _rd(regs, csrc[pc], cd, cv)
+        elif o == I_JMP32:  # 32-bit conditional jumps (and invalid jump opcodes)
+            r = cop[pc]
+            cls = r & 0x07
+            a = _rd(regs, _w_rd(w), cv)
+            b = cimm[pc] if r & 0x08 == 0 else _rd(regs, _w_rs(w), cv)
             if cls == 0x06:
                 a &= M32
                 b &= M32
-            jop = o & 0xF0
+            jop = r & 0xF0
             if jop == 0x10:
                 c = a == b
             elif jop == 0x50:
@@ -649,12 +1058,22 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
                     c = sa <= sb
                 else:
                     status = FAULT_BAD_OPCODE
-                    aux = np.uint64(o)
+                    aux = np.uint64(r)
                     break
             pc, ni, nc, over = _branch(c, pc, ctgt, crun_len, crun_cyc, taken_extra, ni, nc, budget)
             if over:
                 status = FAULT_BUDGET
                 break
+        else:  # I_BAD: not an instruction, or the sentinel past the end
+            # Decided on the raw opcode, not `o`: a case that only sets constants and breaks
+            # would have LLVM set those constants in the dispatch block, on every instruction.
+            r = cop[pc]
+            if r == OP_FELL_OFF:
+                status = FAULT_FELL_OFF
+            else:
+                status = FAULT_BAD_OPCODE
+                aux = np.uint64(r)
+            break
     if status == FAULT_BUDGET:
         aux = np.uint64(budget)
     elif status != OK:
@@ -665,7 +1084,7 @@ def execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_e
 
 
 @njit(cache=True)
-def run_batch(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
+def run_batch(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
               regions, regs, frames, core, stack, inbuf, budget, stack_size, max_depth,
               blob, offsets, out_r0, out_insns, out_cycles, out_status, out_pc, out_aux, out_data):
     """Run every input of a batch: input ``e`` is ``blob[offsets[e]:offsets[e+1]]``.
@@ -687,7 +1106,7 @@ def run_batch(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken
         regs[1] = np.uint64(REGION_INPUT) << SH
         regs[2] = np.uint64(length)
         regs[10] = (np.uint64(REGION_STACK) << SH) | stack_top
-        status, pc, aux, ni, nc = execute(cop, cdst, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc,
+        status, pc, aux, ni, nc = execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc,
                                           taken_extra, regions, regs, frames, core, budget, stack_size,
                                           max_depth)
         out_r0[e] = regs[0]
