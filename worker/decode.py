@@ -66,6 +66,7 @@ I_BAD = 89  # invalid opcodes and the sentinel slot after the program
 # how LLVM often closes a loop): one dispatch goes to pc+2 when c holds, else straight to L.
 I_JEQ_K_JA, I_JNE_K_JA = 90, 91
 _OVER_JA = {I_JEQ_K: I_JEQ_K_JA, I_JNE_K: I_JNE_K_JA}
+I_LDPKT = 92  # legacy packet loads, ld_abs / ld_ind (socket filters, tc)
 
 
 def _k_x(cls: int, operation: int, k: int, x: int) -> dict[int, int]:
@@ -92,6 +93,7 @@ _INTERNAL.update({
     0x72: I_STB, 0x6A: I_STH, 0x62: I_STW, 0x7A: I_STDW, 0x73: I_STXB, 0x6B: I_STXH, 0x63: I_STXW, 0x7B: I_STXDW,
     op.LDDW: I_LDDW, 0xDB: I_ATOMIC, 0xC3: I_ATOMIC, op.JA: I_JA, op.JA32: I_JA,
     op.CALLX: I_CALLX, op.EXIT: I_EXIT,
+    0x20: I_LDPKT, 0x28: I_LDPKT, 0x30: I_LDPKT, 0x40: I_LDPKT, 0x48: I_LDPKT, 0x50: I_LDPKT,
 })
 # The ALU64 operations that fuse with a preceding ``mov dst, src``, and which of those take a
 # register operand.
@@ -159,7 +161,9 @@ class DecodedProgram:
         return (word, self.op, self.src, self.off, self.imm, self.tgt, self.run_len, self.run_cyc, self.cyc)
 
 
-def decode_program(program: Program, model: HardwareModel) -> DecodedProgram:
+def decode_program(program: Program, model: HardwareModel, entries: tuple[int, ...] = ()) -> DecodedProgram:
+    """Decode ``program``; ``entries`` are further pcs where control may arrive from outside
+    the program text (other programs' starts in a linked image, callbacks, tail-call targets)."""
     insns = program.insns()
     n = program.num_slots
     size = n + 1
@@ -219,7 +223,7 @@ def decode_program(program: Program, model: HardwareModel) -> DecodedProgram:
             run_cyc[p] = col_cyc[p] + run_cyc[nxt]
     col_code = np.array([_internal(int(c), int(r)) for c, r in zip(col_op, col_src, strict=True)], np.uint8)
     col_code[is_tail] = I_BAD
-    col_rd, col_rs = _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, term, n)
+    col_rd, col_rs = _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, term, n, entries)
     return DecodedProgram(
         name=program.name, num_slots=n, code=col_code, op=col_op, dst=col_dst, src=col_src, rd=col_rd, rs=col_rs,
         off=col_off, imm=col_imm,
@@ -240,7 +244,7 @@ def _read_index(reg: int, cached: int) -> int:
     return CACHED if reg == cached else reg
 
 
-def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, term, n):
+def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, term, n, entries=()):
     """Read-index columns: ``CACHED`` where the operand's register is the one in the cache.
     Also turns ``mov``+ALU64 pairs into superinstructions (``col_code``/``col_imm`` in place).
 
@@ -251,6 +255,8 @@ def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, 
     """
     landing = np.zeros(n + 1, np.bool_)
     landing[0] = True
+    for e in entries:
+        landing[e] = True
     for p in range(n):
         if is_tail[p]:
             continue

@@ -1,27 +1,63 @@
-"""One emulated core running one program: the Python face of the compiled interpreter.
+"""One emulated core running a program: the Python face of the compiled engine.
 
-An :class:`Engine` decodes and validates its program once, allocates registers, stack frames
-and the region table once, and then runs whole batches of inputs in one call into compiled
-code. Results come back as numpy columns (:class:`BatchResult`); the per-run dicts of DESIGN's
-JSON result shape are built only when asked for.
+An :class:`Engine` links its programs and maps once (``image.link``), decodes the image once,
+allocates registers, frames, the stack, the packet and context buffers and the region table
+once, and then runs whole batches of events in one call into compiled code (``batch.run_batch``).
+Results come back as numpy columns (:class:`BatchResult`); the per-run dicts of DESIGN's JSON
+result shape are built only when asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from bpfmc.ebpf import maps as mt
 from bpfmc.ebpf import opcodes as op
-from bpfmc.ebpf.program import Program
-from bpfmc.ebpf.validate import validate
+from bpfmc.ebpf.program import Program, canonical_type
 
+from . import batch as batchmod
 from . import interp
-from .decode import REG_SLOTS, DecodedProgram, decode_program
-from .helpers import HELPER_NAMES, SUPPORTED_HELPERS, new_core_state
-from .memory import REGION_INPUT, REGION_STACK, RegionTable, split_address
+from . import mapops as mo
+from .contexts import (
+    CTX_MAX, KIND_RAW, KIND_SKB, KIND_SOCKET, PKT_KIND, PKT_STATE_SIZE, TAILROOM, context_for, headroom,
+)
+from .decode import DecodedProgram, decode_program
+from .helpers import (
+    HELPER_BAD_MAP,
+    HELPER_BAD_POINTER,
+    HELPER_NAMES,
+    LI_KIND,
+    LI_LENGTH,
+    LI_MAP,
+    LI_OFFSET,
+    LI_RUN,
+    LOG_RECORD,
+    LOG_TRACE,
+    LOGIDX_COLS,
+    LOGSTATE_SIZE,
+    LS_ENTRIES,
+    LS_LOST,
+    map_handle_region,
+    map_value_region,
+    new_core_state,
+)
+from .image import Image, LinkError, MapSetup, link
+from .maps import MAP_TYPE_NAMES, Map, MapDef, MapStore, merge_values
+from .memory import (
+    REGION_CODE,
+    REGION_CTX,
+    REGION_INPUT,
+    REGION_PACKET,
+    REGION_STACK,
+    RegionTable,
+    split_address,
+)
 from .model import HardwareModel
+from .tracefmt import format_trace
 
 FAULT_KINDS = {
     interp.FAULT_LOAD: "out_of_bounds_load",
@@ -36,6 +72,13 @@ FAULT_KINDS = {
 }
 
 MAX_INPUT_BYTES = 64 << 20
+ETH_HLEN = 14
+LOG_BYTES = 1 << 20
+LOG_ENTRIES = 1 << 14
+
+
+class EventError(ValueError):
+    """An event the program type cannot be given (a frame shorter than an Ethernet header)."""
 
 
 @dataclass
@@ -46,11 +89,16 @@ class BatchResult:
     insns: np.ndarray  # int64
     cycles: np.ndarray  # int64
     status: np.ndarray  # int64, 0 = ok (interp.FAULT_* otherwise)
-    pc: np.ndarray  # int64, pc of the exit or of the fault
+    pc: np.ndarray  # int64, pc (in the image) of the exit or of the fault
     aux: np.ndarray  # uint64, fault detail (address, helper id, ...)
-    data_out: np.ndarray  # uint8, every run's input memory as the program left it
-    offsets: np.ndarray  # int64, run i's bytes are data_out[offsets[i]:offsets[i+1]]
+    meta: np.ndarray  # int64 [n, batch.OM_COLS]: where a changed packet is, redirects
+    out_data: np.ndarray  # uint8 arena of changed packets / inputs
+    out_ctx: np.ndarray  # uint8 [n, ctx bytes] for __sk_buff programs
+    blob: np.ndarray  # the inputs
+    offsets: np.ndarray  # int64: run i's input is blob[offsets[i]:offsets[i+1]]
     engine: Engine
+    logs: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)  # run -> (kind, bytes, map)
+    lost_records: int = 0
 
     def __len__(self) -> int:
         return len(self.r0)
@@ -64,15 +112,70 @@ class BatchResult:
         if status == interp.OK:
             return None
         pc = int(self.pc[i])
-        return {"pc": pc, "kind": FAULT_KINDS[status],
+        return {"pc": pc - self.engine.entry.pc, "kind": FAULT_KINDS.get(status, f"fault_{status}"),
                 "message": self.engine.describe_fault(status, pc, int(self.aux[i]),
                                                       input_len=int(self.offsets[i + 1] - self.offsets[i]))}
 
+    def input(self, i: int) -> bytes:
+        return self.blob[self.offsets[i]:self.offsets[i + 1]].tobytes()
+
+    def changed(self, i: int) -> bool:
+        return int(self.meta[i, batchmod.OM_DATA_OFF]) >= 0
+
     def output(self, i: int) -> bytes:
-        return self.data_out[self.offsets[i]:self.offsets[i + 1]].tobytes()
+        """The packet (raw programs: the input) as the program left it; XDP: from data_meta."""
+        off = int(self.meta[i, batchmod.OM_DATA_OFF])
+        if off < 0:
+            return self.input(i)
+        return self.out_data[off:off + int(self.meta[i, batchmod.OM_DATA_LEN])].tobytes()
+
+    def ctx(self, i: int) -> dict[str, int]:
+        """Writable context fields the program changed (all start at zero)."""
+        spec = self.engine.context
+        if not self.out_ctx.shape[1]:
+            return {}
+        raw = self.out_ctx[i].tobytes()
+        out = {}
+        for f in spec.fields:
+            if f.name in spec.writable:
+                v = int.from_bytes(raw[f.offset:f.offset + f.size], "little")
+                if v:
+                    out[f.name] = v
+        return out
+
+    def trace(self, i: int) -> list[str]:
+        return [format_trace(b) for kind, b, _ in self.logs.get(i, []) if kind == LOG_TRACE]
+
+    def records(self, i: int) -> list[bytes]:
+        return [b for kind, b, _ in self.logs.get(i, []) if kind == LOG_RECORD]
+
+    def redirect(self, i: int) -> dict | None:
+        kind = int(self.meta[i, batchmod.OM_REDIRECT_KIND])
+        if kind == 0:
+            return None
+        target = int(self.meta[i, batchmod.OM_REDIRECT_TARGET])
+        flags = int(self.meta[i, batchmod.OM_REDIRECT_FLAGS])
+        if kind == 1:
+            return {"ifindex": target, "flags": flags}
+        m = self.engine.image.maps[target >> 32]
+        return {"map": m.name, "key": target & 0xFFFFFFFF, "flags": flags}
 
     def run(self, i: int) -> dict:
-        out = {"r0": int(self.r0[i]), "insns": int(self.insns[i]), "cycles": int(self.cycles[i])}
+        out: dict = {"r0": int(self.r0[i]), "insns": int(self.insns[i]), "cycles": int(self.cycles[i])}
+        if self.changed(i):
+            out["data_out"] = self.output(i).hex()
+        ctx = self.ctx(i)
+        if ctx:
+            out["ctx"] = ctx
+        trace = self.trace(i)
+        if trace:
+            out["trace"] = trace
+        records = self.records(i)
+        if records:
+            out["records"] = [r.hex() for r in records]
+        redirect = self.redirect(i)
+        if redirect:
+            out["redirect"] = redirect
         err = self.error(i)
         if err is not None:
             out["error"] = err
@@ -82,45 +185,137 @@ class BatchResult:
         return [self.run(i) for i in range(len(self))]
 
     def totals(self) -> dict:
-        return {"runs": len(self), "faults": int(np.count_nonzero(self.faulted)),
-                "insns": int(self.insns.sum()), "cycles": int(self.cycles.sum())}
+        t = {"runs": len(self), "faults": int(np.count_nonzero(self.faulted)),
+             "insns": int(self.insns.sum()), "cycles": int(self.cycles.sum())}
+        if self.lost_records:
+            t["lost_records"] = self.lost_records
+        return t
 
 
 class Engine:
-    """A program loaded on one emulated core of a hardware model."""
+    """Programs loaded on one emulated core of a hardware model.
+
+    ``Engine(program)`` runs a single program; ``Engine.from_object(path)`` loads every program
+    and map of a clang-built object and runs the one chosen with ``program=``.
+    """
 
     def __init__(self, program: Program, model: HardwareModel | str = "generic", *, core_id: int = 0,
-                 seed: int = 0, verify_structure: bool = True):
-        self.program = program
-        self.model = HardwareModel.load(model)
-        if program.num_slots > self.model.max_insns:
-            raise ValueError(f"program has {program.num_slots} instructions; model {self.model.name!r} "
-                             f"allows at most {self.model.max_insns}")
-        if verify_structure:
-            validate(program.code, helpers=set(SUPPORTED_HELPERS))
-        self.decoded: DecodedProgram = decode_program(program, self.model)
-        m = self.model
-        self._stack = np.zeros(m.stack_size * m.call_depth, np.uint8)
-        self._regs = np.zeros(REG_SLOTS, np.uint64)  # any 4-bit register field, and the cache slot
-        self._frames = np.zeros((m.call_depth, 6), np.uint64)
-        self._core = new_core_state(core_id, m.clock_hz, seed)
-        self.regions = RegionTable()
-        self.regions.attach(REGION_STACK, self._stack, "stack")
-        self._inbuf = np.zeros(0, np.uint8)
-        self._ensure_input_capacity(256)
+                 seed: int = 0, store: MapStore | None = None):
+        self._setup(HardwareModel.load(model), [program], [], None, core_id, seed, store)
 
-    def _ensure_input_capacity(self, nbytes: int) -> None:
+    @classmethod
+    def from_object(cls, source: str | Path | bytes | object, program: str | None = None,
+                    model: HardwareModel | str = "generic", *, prog_type: str | None = None, cpu: int = 0,
+                    seed: int = 0, btf: str | Path | None = None, store: MapStore | None = None) -> Engine:
+        """Load an ELF object (a path, its bytes, or an ``ebpf.elf.ObjectFile``)."""
+        from bpfmc.ebpf import elf
+
+        obj = source if hasattr(source, "programs") else elf.load_object(source, target_btf=btf)
+        programs = list(obj.programs.values())
+        if prog_type is not None:
+            chosen = program
+            programs = [Program(p.code, name=p.name, prog_type=prog_type if (chosen in (None, p.name)
+                                                                             or p.meta.get("section") == chosen)
+                                else p.prog_type, meta=p.meta) for p in programs]
+        setups = [_setup_from_spec(s) for s in obj.maps]
+        self = cls.__new__(cls)
+        self._setup(HardwareModel.load(model), programs, setups, program, cpu, seed, store)
+        return self
+
+    def _setup(self, model: HardwareModel, programs: list[Program], setups: list[MapSetup], choice: str | None,
+               core_id: int, seed: int, store: MapStore | None) -> None:
+        self.model = m = model
+        if not 0 <= core_id < m.cores:
+            raise ValueError(f"core {core_id} does not exist: model {m.name!r} has {m.cores} cores")
+        total = sum(p.num_slots for p in programs)
+        if total > m.max_insns:
+            raise ValueError(f"programs have {total} instructions; model {m.name!r} allows at most {m.max_insns}")
+        self.ncpu = m.cores
+        self._own_store = store is None
+        self.store = store if store is not None else MapStore(ncpu=m.cores)
+        try:
+            self.image: Image = link(programs, setups, self.store)
+        except Exception:
+            if self._own_store:
+                self.store.close()
+            raise
+        self.entry = self.image.entry(choice)
+        self.program = programs[self.entry.id - 1]
+        self.prog_type = canonical_type(self.entry.prog_type)
+        if self.prog_type == "seccomp":
+            raise LinkError("seccomp (classic BPF) programs are not supported yet")
+        self.context = context_for(self.prog_type)
+        self.maps: dict[str, Map] = {mp.name: mp for mp in self.image.maps}
+        landings = tuple(e.pc for e in self.image.entries) + tuple(self.image.callbacks)
+        self.decoded: DecodedProgram = decode_program(Program(self.image.code, name=self.program.name), m,
+                                                      landings)
+        self._stack = np.zeros(m.stack_size * m.call_depth, np.uint8)
+        self._regs = np.zeros(interp.REG_SLOTS, np.uint64)
+        self._frames = np.zeros((m.call_depth, interp.FRAME_COLS), np.uint64)
+        self._core = new_core_state(core_id, m.clock_hz, seed, len(self.image.maps))
+        self._scratch = np.zeros(8, np.uint64)
+        self._pkt = np.zeros(PKT_STATE_SIZE, np.int64)
+        self._pkt[PKT_KIND] = self.context.kind
+        self._ctxbuf = np.zeros(CTX_MAX, np.uint8)
+        self._ctx_ptr, self._ctx_wmask = self.context.tables()
+        self._log = np.zeros(LOG_BYTES, np.uint8)
+        self._logidx = np.zeros((LOG_ENTRIES, LOGIDX_COLS), np.int64)
+        self._logstate = np.zeros(LOGSTATE_SIZE, np.int64)
+        self._entries = np.array([e.pc for e in self.image.entries], np.uint64)
+        self.regions = r = RegionTable(max(64, 8 + 2 * len(self.image.maps) + 8))
+        r.attach(REGION_STACK, self._stack, "stack")
+        # Read-only in the table: stores to the context go through the writable-field mask.
+        r.attach(REGION_CTX, self._ctxbuf, "ctx", readable_len=self.context.size, writable=False)
+        r.names[REGION_CODE] = "code"
+        for i, (mp, s) in enumerate(zip(self.image.maps, self.image.setups, strict=True)):
+            mp.desc[mo.D_VALUE_REGION] = map_value_region(i)
+            r.names[map_handle_region(i)] = f"map {mp.name!r}"
+            r.attach(map_value_region(i), mp.values_view, f"map {mp.name!r}", writable=not s.frozen)
+        self._maps_table = np.zeros((max(len(self.image.maps), 1), mo.DESC_SIZE), np.int64)
+        for i, mp in enumerate(self.image.maps):
+            self._maps_table[i] = mp.desc
+        self._inbuf = np.zeros(0, np.uint8)
+        self._pktbuf = np.zeros(0, np.uint8)
+        self._ensure_capacity(2048)
+
+    def _ensure_capacity(self, nbytes: int) -> None:
         if nbytes > MAX_INPUT_BYTES:
-            raise ValueError(f"input of {nbytes} bytes exceeds the {MAX_INPUT_BYTES}-byte limit")
-        if len(self._inbuf) < nbytes:
-            self._inbuf = np.zeros(max(nbytes, 2 * len(self._inbuf)), np.uint8)
-            # Lengths are set per run inside the batch loop; zero until then.
-            self.regions.attach(REGION_INPUT, self._inbuf, "input", readable_len=0)
+            raise EventError(f"an event of {nbytes} bytes exceeds the {MAX_INPUT_BYTES}-byte limit")
+        if self.context.kind == KIND_RAW:
+            if len(self._inbuf) < nbytes:
+                self._inbuf = np.zeros(max(nbytes, 2 * len(self._inbuf)), np.uint8)
+                self.regions.attach(REGION_INPUT, self._inbuf, "input", readable_len=0)
+        else:
+            need = headroom(self.context.kind) + nbytes + TAILROOM
+            if len(self._pktbuf) < need:
+                self._pktbuf = np.zeros(need, np.uint8)
+                self.regions.attach(REGION_PACKET, self._pktbuf, "packet")
+
+    def close(self) -> None:
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- maps ---------------------------------------------------------------------------------
+    def map(self, name: str) -> Map:
+        return self.image.map_by_name(name)
+
+    def map_update(self, name: str, key: bytes, value: bytes, flags: int = mo.BPF_ANY) -> None:
+        self.map(name).update(key, value, flags)
+
+    def dump_maps(self) -> dict:
+        return {mp.name: dump_map(mp, s.value_fields) for mp, s in zip(self.image.maps, self.image.setups,
+                                                                       strict=True)}
 
     # -- running ------------------------------------------------------------------------------
     def run_batch(self, inputs: Sequence[bytes] | tuple[bytes, Iterable[int]], repeat: int = 1) -> BatchResult:
-        """Run each input (``repeat`` times in a row); inputs are byte strings, or one blob plus
-        a sequence of lengths."""
+        """Run each input (``repeat`` times in a row) in order on this core; maps persist.
+        Inputs are byte strings, or one blob plus a sequence of lengths."""
         blob, lengths = _pack(inputs)
         if repeat < 1:
             raise ValueError("repeat must be at least 1")
@@ -129,21 +324,47 @@ class Engine:
             pieces = [blob[s:s + n] for s, n in zip(starts, lengths, strict=True)]
             blob = np.concatenate([p for p in pieces for _ in range(repeat)])
             lengths = np.repeat(lengths, repeat)
+        if self.context.kind != KIND_RAW and len(lengths) and int(lengths.min()) < ETH_HLEN:
+            i = int(np.argmin(lengths))
+            raise EventError(f"event {i}: a {self.prog_type} program needs an Ethernet frame of at least "
+                             f"{ETH_HLEN} bytes, got {int(lengths[i])}")
         offsets = np.zeros(len(lengths) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        self._ensure_input_capacity(int(lengths.max()) if len(lengths) else 0)
+        self._ensure_capacity(int(lengths.max()) if len(lengths) else 0)
         n = len(lengths)
+        ctx_bytes = self.context.size if self.context.kind in (KIND_SKB, KIND_SOCKET) else 0
         res = BatchResult(
             r0=np.zeros(n, np.uint64), insns=np.zeros(n, np.int64), cycles=np.zeros(n, np.int64),
             status=np.zeros(n, np.int64), pc=np.zeros(n, np.int64), aux=np.zeros(n, np.uint64),
-            data_out=np.zeros(len(blob), np.uint8), offsets=offsets, engine=self,
+            meta=np.zeros((n, batchmod.OM_COLS), np.int64), out_data=np.zeros(len(blob) + 4096, np.uint8),
+            out_ctx=np.zeros((n, ctx_bytes), np.uint8), blob=blob, offsets=offsets, engine=self,
         )
         d, m = self.decoded, self.model
-        interp.run_batch(*d.columns(), np.int64(d.taken_extra), self.regions.table, self._regs, self._frames,
-                         self._core, self._stack, self._inbuf, np.int64(m.insn_budget), np.int64(m.stack_size),
-                         np.int64(m.call_depth), blob, offsets, res.r0, res.insns, res.cycles, res.status,
-                         res.pc, res.aux, res.data_out)
+        done, used = 0, 0
+        self._logstate[:] = 0
+        while done < n:
+            ran, used = batchmod.run_batch(
+                d.columns(), np.int64(d.taken_extra), np.uint64(self.entry.pc), self.context.kind,
+                self.regions.table, self._maps_table, self._regs, self._frames, self._core, self._stack,
+                self._inbuf, self._pktbuf, self._ctxbuf, self._ctx_ptr, self._ctx_wmask, self.context.size,
+                self._pkt, self._log, self._logidx, self._logstate, self._scratch, self._entries,
+                np.int64(m.insn_budget), np.int64(m.stack_size), np.int64(m.call_depth), blob, offsets, done, used,
+                res.r0, res.insns, res.cycles, res.status, res.pc, res.aux, res.meta, res.out_data, res.out_ctx)
+            done += ran
+            if done < n:  # the arena for changed packets filled up: continue in a bigger one
+                bigger = np.zeros(2 * len(res.out_data) + 4096, np.uint8)
+                bigger[:used] = res.out_data[:used]
+                res.out_data = bigger
+            self._collect_logs(res)
         return res
+
+    def _collect_logs(self, res: BatchResult) -> None:
+        st, idx, log = self._logstate, self._logidx, self._log
+        for e in range(int(st[LS_ENTRIES])):
+            run, kind, off, length, mi = (int(x) for x in idx[e, [LI_RUN, LI_KIND, LI_OFFSET, LI_LENGTH, LI_MAP]])
+            res.logs.setdefault(run, []).append((kind, log[off:off + length].tobytes(), mi))
+        res.lost_records += int(st[LS_LOST])
+        st[:] = 0
 
     def run(self, data: bytes = b"") -> dict:
         """Run once on ``data``; the run's dict of DESIGN's result shape."""
@@ -160,7 +381,11 @@ class Engine:
         if status == interp.FAULT_UNKNOWN_HELPER:
             return f"call to unknown helper {aux}"
         if status == interp.FAULT_HELPER:
-            return f"helper {HELPER_NAMES.get(aux, aux)} failed"
+            hid, why = aux & 0xFFFFFFFF, aux >> 32
+            name = HELPER_NAMES.get(hid, f"helper {hid}")
+            reason = {HELPER_BAD_POINTER: "a pointer argument is outside the memory it must be in",
+                      HELPER_BAD_MAP: "the map argument is not a map of this program"}.get(why, f"status {why}")
+            return f"{name}: {reason}"
         if status == interp.FAULT_BAD_OPCODE:
             return f"invalid opcode 0x{aux:02x}"
         if status == interp.FAULT_FELL_OFF:
@@ -178,16 +403,51 @@ class Engine:
         if status == interp.FAULT_MISALIGNED_ATOMIC:
             return f"misaligned {size}-byte atomic at {self.regions.describe(addr)} (address 0x{addr:x})"
         if region == 0 or region >= len(table) or table[region, 0] == 0:
+            what = self.regions.names.get(region)
+            if what and region != 0:
+                return f"{verb} of {size} bytes at 0x{addr:x}: {what} cannot be dereferenced"
             return f"{verb} of {size} bytes at 0x{addr:x}: not a valid pointer (no memory region {region})"
         rlen, wlen = int(table[region, 1]), int(table[region, 2])
         if region == REGION_INPUT:  # sized per run; the table holds only the last run's size
             rlen = wlen = input_len
         name = self.regions.name(region)
         if verb != "load" and offset + size <= rlen:
+            if region == REGION_CTX:
+                return f"{verb} of {size} bytes at ctx+{offset}: that context field is not writable"
             return f"{verb} of {size} bytes at {name}+{offset}: region {name!r} is read-only there"
         limit = rlen if verb == "load" else wlen
         return (f"{verb} of {size} bytes at {name}+{_signed_offset(offset)} is outside region {name!r} "
                 f"({limit} bytes)")
+
+
+def _setup_from_spec(spec) -> MapSetup:
+    """An ``ebpf.maps.MapSpec`` from the ELF loader as what the linker creates."""
+    mdef = MapDef(spec.name, spec.map_type, spec.key_size, spec.value_size, spec.max_entries, spec.flags)
+    fields = [(f.offset, f.size, f.signed) for f in spec.value_btf] if spec.value_btf else None
+    return MapSetup(mdef, initial=spec.initial, frozen=spec.frozen, prog_slots=list(spec.slots),
+                    value_fields=fields)
+
+
+def dump_map(mp: Map, value_fields=None) -> dict:
+    """One map in DESIGN's JSON shape (``bpfctl exec --dump-maps``, ``bpfctl map dump``)."""
+    d = mp.mdef
+    out: dict = {"type": MAP_TYPE_NAMES.get(d.map_type, str(d.map_type)), "key_size": d.key_size,
+                 "value_size": d.value_size, "max_entries": d.max_entries}
+    entries = []
+    if d.map_type in (mt.BPF_MAP_TYPE_QUEUE, mt.BPF_MAP_TYPE_STACK):
+        out["count"] = len(mp)
+    elif d.map_type in (mt.BPF_MAP_TYPE_RINGBUF, mt.BPF_MAP_TYPE_PERF_EVENT_ARRAY):
+        pass  # their data is delivered as each run's records
+    else:
+        for key, value in mp.items():
+            if d.per_cpu:
+                rows = mp.per_cpu(value)
+                entries.append({"key": key.hex(), "per_cpu": [r.hex() for r in rows],
+                                "sum": merge_values(rows, "sum", value_fields).hex()})
+            else:
+                entries.append({"key": key.hex(), "value": value.hex()})
+        out["entries"] = entries
+    return out
 
 
 def _signed_offset(offset: int) -> str:
@@ -205,4 +465,3 @@ def _pack(inputs) -> tuple[np.ndarray, np.ndarray]:
     items = [bytes(x) for x in inputs]
     lengths = np.fromiter((len(x) for x in items), np.int64, len(items))
     return np.frombuffer(b"".join(items), np.uint8).copy(), lengths
-

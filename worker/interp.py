@@ -137,9 +137,13 @@ from .decode import (  # internal opcodes
     I_SUB64_X,
     I_XOR64_K,
     I_XOR64_X,
+    I_LDPKT,
     OP_FELL_OFF,
+    REG_SLOTS,
 )
-from .helpers import HELPER_OK, HELPER_UNKNOWN, call_helper
+from .contexts import CTX_MAX, PKT_DATA, PKT_END
+from .helpers import BPF_FUNC_loop, BPF_FUNC_tail_call, HELPER_OK, HELPER_UNKNOWN, call_helper
+from . import mapops as mo
 from .intrinsics import (
     atomic_add_u32,
     atomic_add_u64,
@@ -162,7 +166,7 @@ from .intrinsics import (
     store_u32,
     store_u64,
 )
-from .memory import COL_BASE, COL_RLEN, COL_WLEN, REGION_INPUT, REGION_SHIFT, REGION_STACK
+from .memory import COL_BASE, COL_RLEN, COL_WLEN, FIRST_DYNAMIC_REGION, REGION_CODE, REGION_CTX, REGION_PACKET, REGION_SHIFT
 
 # Run outcomes (``status``); everything but OK is a fault that ended the run.
 OK = 0
@@ -177,6 +181,15 @@ FAULT_FELL_OFF = 8  # ran past the last instruction
 FAULT_HELPER = 9  # a helper failed; aux = helper id
 
 M32 = np.uint64(0xFFFFFFFF)
+# Call frames: what a bpf-to-bpf call (or a bpf_loop callback) saves of its caller.
+F_R6, F_R7, F_R8, F_R9, F_RET, F_R10 = 0, 1, 2, 3, 4, 5
+F_LOOP, F_LOOP_I, F_LOOP_N, F_LOOP_CB, F_LOOP_CTX = 6, 7, 8, 9, 10  # bpf_loop state, F_LOOP = 1
+FRAME_COLS = 11
+MAX_TAIL_CALLS = 33  # the kernel's MAX_TAIL_CALL_CNT
+BPF_MAX_LOOPS = 1 << 23
+CTXR = np.uint64(REGION_CTX)
+PKTR = np.uint64(REGION_PACKET)
+
 U0 = np.uint64(0)
 U1 = np.uint64(1)
 U2 = np.uint64(2)
@@ -369,25 +382,85 @@ def _load(regions, addr, size):
     return load_u8(h), True
 
 
+@njit(cache=True, inline="always")
+def _push_frame(frames, depth, regs, ret):
+    frames[depth, F_R6] = regs[6]
+    frames[depth, F_R7] = regs[7]
+    frames[depth, F_R8] = regs[8]
+    frames[depth, F_R9] = regs[9]
+    frames[depth, F_RET] = ret
+    frames[depth, F_R10] = regs[10]
+    frames[depth, F_LOOP] = U0
+
+
+@njit(cache=True, inline="always")
+def _pop_frame(frames, depth, regs):
+    regs[6] = frames[depth, F_R6]
+    regs[7] = frames[depth, F_R7]
+    regs[8] = frames[depth, F_R8]
+    regs[9] = frames[depth, F_R9]
+    regs[10] = frames[depth, F_R10]
+
+
+@njit(cache=True)
+def _ctx_store_host(regions, ctx_wmask, addr, size):
+    """Stores to the context are checked here, off the fast path: the context region is
+    read-only in the region table, and only the fields the program type may write (mask) pass."""
+    if addr >> SH != CTXR:
+        return U0
+    off = np.int64(addr & M32)
+    if off + size > np.int64(regions[REGION_CTX, COL_RLEN]):
+        return U0
+    for i in range(size):
+        if ctx_wmask[off + i] == 0:
+            return U0
+    return regions[REGION_CTX, COL_BASE] + np.uint64(off)
+
+
+@njit(cache=True)
+def _tail_call_target(regs, maps, core, entries, tail_calls):
+    """Entry pc of the program bpf_tail_call(ctx, prog_array, index) jumps to, or -1 when the
+    call falls through (no such slot, empty slot, or the chain limit reached)."""
+    if tail_calls >= MAX_TAIL_CALLS:
+        return np.int64(-1)
+    handle = regs[2]
+    rid = np.int64(handle >> SH)
+    mi = (rid - FIRST_DYNAMIC_REGION) // 2
+    if rid < FIRST_DYNAMIC_REGION or (rid - FIRST_DYNAMIC_REGION) % 2 != 0 or mi >= np.int64(maps.shape[0]):
+        return np.int64(-1)
+    desc = maps[mi]
+    if desc[mo.D_TYPE] != mo.BPF_MAP_TYPE_PROG_ARRAY:
+        return np.int64(-1)
+    index = np.int64(regs[3] & M32)
+    if index >= desc[mo.D_MAX_ENTRIES]:
+        return np.int64(-1)
+    prog = np.int64(load_u32(np.uint64(desc[mo.D_VALUES] + index * desc[mo.D_STRIDE])))
+    if prog < 1 or prog > entries.shape[0]:
+        return np.int64(-1)
+    return np.int64(entries[prog - 1])
+
+
 # `_nrt=False`: without it Numba increments and decrements the reference count of every array
 # argument on each call -- some thirty atomic operations, about 250 ns, more than a short
 # program takes to run. `execute` creates no arrays, so it needs no runtime; Numba refuses to
 # compile it if that ever changes. (Inlining it into `run_batch` instead made compiling take
 # minutes.)
 @njit(cache=True, error_model="numpy", _nrt=False)
-def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
-            regions, regs, frames, core, budget, stack_size, max_depth):
-    """Run from pc 0 until the outermost exit or a fault.
+def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra, entry_pc,
+            regions, maps, regs, frames, core, budget, stack_size, max_depth, pkt, ctx_ptr, ctx_wmask,
+            log, logidx, logstate, scratch, entries):
+    """Run from ``entry_pc`` until the outermost exit or a fault.
 
     Dispatch is on the internal opcode (``decode.I_*``) in ``cword``; handlers read operands
     through its read indices (see ``_rd``) and write its dst. Returns (status, pc,
     aux, instructions, cycles). ``frames[d]`` saves r6-r9, the return pc and r10 of the caller
     at depth d.
     """
-    pc = U0  # unsigned, so Numba indexes the columns without a negative-index fixup
-    ni = crun_len[0]
-    nc = crun_cyc[0]
+    pc = entry_pc  # unsigned, so Numba indexes the columns without a negative-index fixup
+    ni = crun_len[pc]
+    nc = crun_cyc[pc]
     depth = 0
+    tail_calls = 0
     status = OK
     aux = U0
     cv = U0  # value of the register the decoder's cache analysis says was written last
@@ -581,6 +654,12 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
                 aux = addr
                 break
             cv = load_u32(h)
+            if addr >> SH == CTXR:
+                # data/data_end/data_meta are 32-bit fields in the program's view of the
+                # context but packet pointers in the kernel's: the load yields the pointer.
+                off = addr & M32
+                if off < np.uint64(CTX_MAX) and ctx_ptr[off] >= 0:
+                    cv = (PKTR << SH) | np.uint64(pkt[ctx_ptr[off]])
             regs[_w_dst(w)] = cv
             pc += U1
         elif o == I_LDXH:
@@ -607,72 +686,88 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 8, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 8)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u64(h, cimm[pc])
             pc += U1
         elif o == I_STXDW:
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 8, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 8)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u64(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_STW:
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 4, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 4)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u32(h, cimm[pc])
             pc += U1
         elif o == I_STXW:
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 4, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 4)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u32(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_STH:
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 2, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 2)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u16(h, cimm[pc])
             pc += U1
         elif o == I_STXH:
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 2, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 2)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u16(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_STB:
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 1, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 1)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u8(h, cimm[pc])
             pc += U1
         elif o == I_STXB:
             addr = _rd(regs, _w_rd(w), cv) + np.uint64(coff[pc])
             h = _host(regions, addr, 1, COL_WLEN)
             if h == U0:
-                status = FAULT_STORE
-                aux = addr
-                break
+                h = _ctx_store_host(regions, ctx_wmask, addr, 1)
+                if h == U0:
+                    status = FAULT_STORE
+                    aux = addr
+                    break
             store_u8(h, _rd(regs, _w_rs(w), cv))
             pc += U1
         elif o == I_LDDW:
@@ -820,20 +915,75 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
         elif o == I_EXIT:
             if depth == 0:
                 break
-            depth -= 1
-            regs[6] = frames[depth, 0]
-            regs[7] = frames[depth, 1]
-            regs[8] = frames[depth, 2]
-            regs[9] = frames[depth, 3]
-            regs[10] = frames[depth, 5]
-            pc = frames[depth, 4]
+            d = depth - 1
+            if frames[d, F_LOOP] != U0:  # a bpf_loop callback returned: next round, or done
+                i = frames[d, F_LOOP_I] + U1
+                if regs[0] == U0 and i < frames[d, F_LOOP_N]:
+                    frames[d, F_LOOP_I] = i
+                    regs[1] = i
+                    regs[2] = frames[d, F_LOOP_CTX]
+                    regs[10] = frames[d, F_R10] - np.uint64(stack_size)
+                    pc = frames[d, F_LOOP_CB]
+                    ni += crun_len[pc]
+                    nc += crun_cyc[pc]
+                    if ni > budget:  # every round passes here, as every loop passes a back jump
+                        status = FAULT_BUDGET
+                        break
+                    continue
+                regs[0] = i  # the number of rounds run
+            depth = d
+            _pop_frame(frames, depth, regs)
+            pc = frames[depth, F_RET]
             ni += crun_len[pc]
             nc += crun_cyc[pc]
         elif o == I_CALL:  # helper: its cost is part of the run already
-            hs = call_helper(cimm[pc], regs, core, nc)
+            hid = cimm[pc]
+            if hid == BPF_FUNC_tail_call:
+                t = _tail_call_target(regs, maps, core, entries, tail_calls)
+                if t >= 0:  # the new program replaces this one; r1 (the context) stays
+                    tail_calls += 1
+                    pc = np.uint64(t)
+                    ni += crun_len[pc]
+                    nc += crun_cyc[pc]
+                    if ni > budget:
+                        status = FAULT_BUDGET
+                        break
+                    continue
+                regs[0] = np.uint64(-2)  # -ENOENT; the program goes on after the call
+                pc += U1
+                continue
+            if hid == BPF_FUNC_loop:
+                nr, cb, flags = regs[1], regs[2], regs[4]
+                if flags != U0 or nr > np.uint64(BPF_MAX_LOOPS) or nr == U0:
+                    regs[0] = U0 if nr == U0 and flags == U0 else np.uint64(-22 if flags != U0 else -7)
+                    pc += U1
+                    continue
+                if cb >> SH != np.uint64(REGION_CODE) or (cb & M32) >= np.uint64(cword.shape[0] - 1):
+                    status = FAULT_HELPER
+                    aux = hid | (np.uint64(2) << S32)
+                    break
+                if depth + 1 >= max_depth:
+                    status = FAULT_CALL_DEPTH
+                    aux = np.uint64(max_depth)
+                    break
+                _push_frame(frames, depth, regs, pc + U1)
+                frames[depth, F_LOOP] = U1
+                frames[depth, F_LOOP_I] = U0
+                frames[depth, F_LOOP_N] = nr
+                frames[depth, F_LOOP_CB] = cb & M32
+                frames[depth, F_LOOP_CTX] = regs[3]
+                depth += 1
+                regs[10] -= np.uint64(stack_size)
+                regs[1] = U0
+                regs[2] = frames[depth - 1, F_LOOP_CTX]
+                pc = cb & M32
+                ni += crun_len[pc]
+                nc += crun_cyc[pc]
+                continue
+            hs = call_helper(hid, regs, core, nc, regions, maps, pkt, log, logidx, logstate, scratch)
             if hs != HELPER_OK:
                 status = FAULT_UNKNOWN_HELPER if hs == HELPER_UNKNOWN else FAULT_HELPER
-                aux = cimm[pc]
+                aux = hid if hs == HELPER_UNKNOWN else hid | (np.uint64(hs) << S32)
                 break
             pc += U1
         elif o == I_CALL_LOCAL:  # bpf-to-bpf call: a new frame with its own stack
@@ -844,12 +994,7 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
             if ni > budget:
                 status = FAULT_BUDGET
                 break
-            frames[depth, 0] = regs[6]
-            frames[depth, 1] = regs[7]
-            frames[depth, 2] = regs[8]
-            frames[depth, 3] = regs[9]
-            frames[depth, 4] = pc + U1
-            frames[depth, 5] = regs[10]
+            _push_frame(frames, depth, regs, pc + U1)
             depth += 1
             regs[10] -= np.uint64(stack_size)
             t = ctgt[pc]
@@ -935,6 +1080,27 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
             cv = a
             regs[_w_dst(w)] = cv
             pc += U1
+        elif o == I_LDPKT:  # ld_abs / ld_ind: r0 = ntoh(packet[imm (+ src)]); out of range ends with 0
+            raw = cop[pc]
+            off = np.int64(np.int32(cimm[pc] & M32))
+            if raw & 0xE0 == 0x40:
+                off += np.int64(np.int32(regs[csrc[pc]] & M32))
+            n = 4 if raw & 0x18 == 0x00 else (2 if raw & 0x18 == 0x08 else 1)
+            start = pkt[PKT_DATA] + off
+            if off < 0 or start + n > pkt[PKT_END]:
+                regs[0] = U0
+                ni -= crun_len[pc] - 1
+                nc -= crun_cyc[pc] - ccyc[pc]
+                return OK, pc, U0, ni, nc
+            h = regions[REGION_PACKET, COL_BASE] + np.uint64(start)
+            if n == 4:
+                cv = _bswap32(load_u32(h))
+            elif n == 2:
+                cv = _bswap16(load_u16(h))
+            else:
+                cv = load_u8(h)
+            regs[0] = cv
+            pc += U1
         elif o == I_MOVSX64:  # movsx 8/16/32 -> 64 (0xbf with off = width)
             sh = np.uint64(64) - np.uint64(coff[pc])
             cv = np.uint64(np.int64(_rd(regs, _w_rs(w), cv) << sh) >> np.int64(sh))
@@ -1014,10 +1180,10 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
             pc += U1
         elif o == I_CALLX:  # helper id in dst (the conformance suite's convention)
             hid = regs[_w_dst(w)]
-            hs = call_helper(hid, regs, core, nc)
+            hs = call_helper(hid, regs, core, nc, regions, maps, pkt, log, logidx, logstate, scratch)
             if hs != HELPER_OK:
                 status = FAULT_UNKNOWN_HELPER if hs == HELPER_UNKNOWN else FAULT_HELPER
-                aux = hid
+                aux = hid if hs == HELPER_UNKNOWN else hid | (np.uint64(hs) << S32)
                 break
             pc += U1
             ni += crun_len[pc]
@@ -1081,40 +1247,3 @@ def execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_
         ni -= crun_len[pc] - 1
         nc -= crun_cyc[pc] - ccyc[pc]
     return status, pc, aux, ni, nc
-
-
-@njit(cache=True)
-def run_batch(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra,
-              regions, regs, frames, core, stack, inbuf, budget, stack_size, max_depth,
-              blob, offsets, out_r0, out_insns, out_cycles, out_status, out_pc, out_aux, out_data):
-    """Run every input of a batch: input ``e`` is ``blob[offsets[e]:offsets[e+1]]``.
-
-    Each run gets a fresh copy of its input (r1 points at it, r2 holds its length), a zeroed
-    outermost stack frame, and zeroed registers. The input as the program left it is copied
-    back into ``out_data`` at the same offsets.
-    """
-    stack_top = np.uint64(stack.shape[0])
-    for e in range(offsets.shape[0] - 1):
-        start = offsets[e]
-        length = offsets[e + 1] - start
-        inbuf[:length] = blob[start:start + length]
-        regions[REGION_INPUT, COL_RLEN] = np.uint64(length)
-        regions[REGION_INPUT, COL_WLEN] = np.uint64(length)
-        stack[stack.shape[0] - stack_size:] = 0
-        for i in range(regs.shape[0]):
-            regs[i] = U0
-        regs[1] = np.uint64(REGION_INPUT) << SH
-        regs[2] = np.uint64(length)
-        regs[10] = (np.uint64(REGION_STACK) << SH) | stack_top
-        status, pc, aux, ni, nc = execute(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc,
-                                          taken_extra, regions, regs, frames, core, budget, stack_size,
-                                          max_depth)
-        out_r0[e] = regs[0]
-        out_insns[e] = ni
-        out_cycles[e] = nc
-        out_status[e] = status
-        out_pc[e] = pc
-        out_aux[e] = aux
-        out_data[start:start + length] = inbuf[:length]
-    regions[REGION_INPUT, COL_RLEN] = U0
-    regions[REGION_INPUT, COL_WLEN] = U0

@@ -22,6 +22,23 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# Map types, by the kernel's numbering (defined once, with the language).
+from bpfmc.ebpf.maps import (  # noqa: E402
+    BPF_MAP_TYPE_ARRAY,
+    BPF_MAP_TYPE_CPUMAP,
+    BPF_MAP_TYPE_DEVMAP,
+    BPF_MAP_TYPE_HASH,
+    BPF_MAP_TYPE_LRU_HASH,
+    BPF_MAP_TYPE_LRU_PERCPU_HASH,
+    BPF_MAP_TYPE_PERCPU_ARRAY,
+    BPF_MAP_TYPE_PERCPU_HASH,
+    BPF_MAP_TYPE_PERF_EVENT_ARRAY,
+    BPF_MAP_TYPE_PROG_ARRAY,
+    BPF_MAP_TYPE_QUEUE,
+    BPF_MAP_TYPE_STACK,
+    BPF_MAP_TYPE_XSKMAP,
+)
+
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
 from .intrinsics import (
     atomic_add_u64,
@@ -34,23 +51,6 @@ from .intrinsics import (
     store_u32,
     store_u64,
 )
-
-# Map types, by the kernel's numbering (include/uapi/linux/bpf.h, enum bpf_map_type).
-BPF_MAP_TYPE_HASH = 1
-BPF_MAP_TYPE_ARRAY = 2
-BPF_MAP_TYPE_PROG_ARRAY = 3
-BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
-BPF_MAP_TYPE_PERCPU_HASH = 5
-BPF_MAP_TYPE_PERCPU_ARRAY = 6
-BPF_MAP_TYPE_LRU_HASH = 9
-BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
-BPF_MAP_TYPE_LPM_TRIE = 11
-BPF_MAP_TYPE_DEVMAP = 14
-BPF_MAP_TYPE_CPUMAP = 16
-BPF_MAP_TYPE_XSKMAP = 17
-BPF_MAP_TYPE_QUEUE = 22
-BPF_MAP_TYPE_STACK = 23
-BPF_MAP_TYPE_RINGBUF = 27
 
 # Update flags.
 BPF_ANY = 0
@@ -508,6 +508,71 @@ def map_next_key(desc, key, next_key):
 
 @njit(cache=True)
 def map_count(desc):
+    if desc[D_TYPE] == BPF_MAP_TYPE_QUEUE or desc[D_TYPE] == BPF_MAP_TYPE_STACK:
+        return queue_count(desc)
     if is_hash(desc):
         return np.int64(load_u64(np.uint64(desc[D_HEADER] + H_COUNT)))
     return desc[D_MAX_ENTRIES]
+
+
+# -- queue and stack ---------------------------------------------------------------------------
+# A ring of max_entries + 1 value slots; head is the oldest element, tail the next free slot.
+
+@njit(cache=True)
+def _ring_slots(desc):
+    return desc[D_MAX_ENTRIES] + 1
+
+
+@njit(cache=True)
+def queue_push(desc, value, flags, owner):
+    if flags != BPF_ANY and flags != BPF_EXIST:
+        return -EINVAL
+    if not lock_acquire(desc, 0, owner):
+        return -EBUSY
+    hdr = np.uint64(desc[D_HEADER])
+    head = np.int64(load_u64(hdr + np.uint64(H_HEAD)))
+    tail = np.int64(load_u64(hdr + np.uint64(H_TAIL)))
+    n = _ring_slots(desc)
+    if (tail + 1) % n == head:  # full
+        if flags != BPF_EXIST:
+            lock_release(desc, 0)
+            return -E2BIG
+        head = (head + 1) % n  # drop the oldest to make room
+        store_u64(hdr + np.uint64(H_HEAD), np.uint64(head))
+    mem_copy(np.uint64(desc[D_VALUES] + tail * desc[D_STRIDE]), value, desc[D_VALUE_SIZE])
+    store_u64(hdr + np.uint64(H_TAIL), np.uint64((tail + 1) % n))
+    lock_release(desc, 0)
+    return 0
+
+
+@njit(cache=True)
+def queue_take(desc, out, remove, owner):
+    """Pop (remove) or peek the next element into ``out``: the oldest for a queue, the newest
+    for a stack. -ENOENT when empty."""
+    if not lock_acquire(desc, 0, owner):
+        return -EBUSY
+    hdr = np.uint64(desc[D_HEADER])
+    head = np.int64(load_u64(hdr + np.uint64(H_HEAD)))
+    tail = np.int64(load_u64(hdr + np.uint64(H_TAIL)))
+    n = _ring_slots(desc)
+    if head == tail:
+        lock_release(desc, 0)
+        return -ENOENT
+    if desc[D_TYPE] == BPF_MAP_TYPE_QUEUE:
+        slot = head
+        if remove:
+            store_u64(hdr + np.uint64(H_HEAD), np.uint64((head + 1) % n))
+    else:
+        slot = (tail - 1 + n) % n
+        if remove:
+            store_u64(hdr + np.uint64(H_TAIL), np.uint64(slot))
+    mem_copy(out, np.uint64(desc[D_VALUES] + slot * desc[D_STRIDE]), desc[D_VALUE_SIZE])
+    lock_release(desc, 0)
+    return 0
+
+
+@njit(cache=True)
+def queue_count(desc):
+    hdr = np.uint64(desc[D_HEADER])
+    n = _ring_slots(desc)
+    return (np.int64(load_u64(hdr + np.uint64(H_TAIL))) - np.int64(load_u64(hdr + np.uint64(H_HEAD))) + n) % n

@@ -30,27 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
+from bpfmc.ebpf import maps as mt
+
 from . import mapops as ops
 
-MAP_TYPE_NAMES = {
-    ops.BPF_MAP_TYPE_HASH: "hash", ops.BPF_MAP_TYPE_ARRAY: "array", ops.BPF_MAP_TYPE_PROG_ARRAY: "prog_array",
-    ops.BPF_MAP_TYPE_PERF_EVENT_ARRAY: "perf_event_array", ops.BPF_MAP_TYPE_PERCPU_HASH: "percpu_hash",
-    ops.BPF_MAP_TYPE_PERCPU_ARRAY: "percpu_array", ops.BPF_MAP_TYPE_LRU_HASH: "lru_hash",
-    ops.BPF_MAP_TYPE_LRU_PERCPU_HASH: "lru_percpu_hash", ops.BPF_MAP_TYPE_LPM_TRIE: "lpm_trie",
-    ops.BPF_MAP_TYPE_DEVMAP: "devmap", ops.BPF_MAP_TYPE_CPUMAP: "cpumap", ops.BPF_MAP_TYPE_XSKMAP: "xskmap",
-    ops.BPF_MAP_TYPE_QUEUE: "queue", ops.BPF_MAP_TYPE_STACK: "stack", ops.BPF_MAP_TYPE_RINGBUF: "ringbuf",
-}
-MAP_TYPE_IDS = {v: k for k, v in MAP_TYPE_NAMES.items()}
+MAP_TYPE_NAMES = mt.MAP_TYPE_NAMES
 
 _MAGIC = 0x50414D434D465042  # "BPFMCMAP" little-endian
 _STATIC = struct.Struct("<16Q")  # the static description, at offset 64 of the header
 _STATIC_OFFSET = 64
-_HASH_TYPES = (ops.BPF_MAP_TYPE_HASH, ops.BPF_MAP_TYPE_PERCPU_HASH, ops.BPF_MAP_TYPE_LRU_HASH,
-               ops.BPF_MAP_TYPE_LRU_PERCPU_HASH)
-_PERCPU_TYPES = (ops.BPF_MAP_TYPE_PERCPU_HASH, ops.BPF_MAP_TYPE_PERCPU_ARRAY, ops.BPF_MAP_TYPE_LRU_PERCPU_HASH)
-_ARRAY_TYPES = (ops.BPF_MAP_TYPE_ARRAY, ops.BPF_MAP_TYPE_PERCPU_ARRAY, ops.BPF_MAP_TYPE_PROG_ARRAY,
-                ops.BPF_MAP_TYPE_DEVMAP, ops.BPF_MAP_TYPE_CPUMAP, ops.BPF_MAP_TYPE_XSKMAP,
-                ops.BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+_HASH_TYPES = (mt.BPF_MAP_TYPE_HASH, mt.BPF_MAP_TYPE_PERCPU_HASH, mt.BPF_MAP_TYPE_LRU_HASH,
+               mt.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+_PERCPU_TYPES = (mt.BPF_MAP_TYPE_PERCPU_HASH, mt.BPF_MAP_TYPE_PERCPU_ARRAY, mt.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+_ARRAY_TYPES = (mt.BPF_MAP_TYPE_ARRAY, mt.BPF_MAP_TYPE_PERCPU_ARRAY, mt.BPF_MAP_TYPE_PROG_ARRAY,
+                mt.BPF_MAP_TYPE_DEVMAP, mt.BPF_MAP_TYPE_CPUMAP, mt.BPF_MAP_TYPE_XSKMAP,
+                mt.BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+_QUEUE_TYPES = (mt.BPF_MAP_TYPE_QUEUE, mt.BPF_MAP_TYPE_STACK)
 OWNER_USER = 0xFFFFFFFE  # lock owner id of user-space (control plane) writers
 MAX_MAP_BYTES = 4 << 30
 
@@ -90,15 +85,23 @@ class MapDef:
         where = f"map {self.name!r} ({self.type_name})"
         if self.map_type not in MAP_TYPE_NAMES:
             raise MapError(22, f"{where}: unsupported map type")
-        if self.map_type not in _HASH_TYPES + _ARRAY_TYPES:
+        if self.map_type not in _HASH_TYPES + _ARRAY_TYPES + _QUEUE_TYPES + (mt.BPF_MAP_TYPE_RINGBUF,):
             raise MapError(95, f"{where}: not supported by this version of the engine")
         if self.max_entries < 1:
             raise MapError(22, f"{where}: max_entries must be at least 1")
+        if self.map_type in _QUEUE_TYPES and self.key_size != 0:
+            raise MapError(22, f"{where}: queue and stack maps have no key (key_size 0)")
+        if self.map_type == mt.BPF_MAP_TYPE_RINGBUF:
+            n = self.max_entries
+            if self.key_size or self.value_size or n % 4096 or n & (n - 1):
+                raise MapError(22, f"{where}: a ring buffer has key and value size 0 and a size in max_entries "
+                                   "that is a power of 2 and a multiple of 4096")
+            return
         if self.map_type in _ARRAY_TYPES and self.key_size != 4:
             raise MapError(22, f"{where}: array maps need 4-byte keys, not {self.key_size}")
         if self.map_type in _HASH_TYPES and not 1 <= self.key_size <= 512:
             raise MapError(22, f"{where}: key_size must be 1..512")
-        if self.value_size < 1 and self.map_type not in (ops.BPF_MAP_TYPE_PROG_ARRAY,):
+        if self.value_size < 1 and self.map_type not in (mt.BPF_MAP_TYPE_PROG_ARRAY,):
             raise MapError(22, f"{where}: value_size must be at least 1")
 
 
@@ -113,6 +116,7 @@ class MapLayout:
         is_hash = t in _HASH_TYPES
         self.nbuckets = n if is_hash else 0
         self.nlocks = min(max(self.nbuckets, 1), 4096) if is_hash else 1
+        slots = n + 1 if t in _QUEUE_TYPES else n
         self.elem_size = 8 + _round(mdef.key_size, 8) if is_hash else 0
         self.row = _round(n * self.stride, 64)
         off = ops.HEADER_SIZE
@@ -121,11 +125,14 @@ class MapLayout:
         self.locks = off
         off = _round(off + 4 * self.nlocks, 64)
         self.refbits = off
-        off = _round(off + (n if t in (ops.BPF_MAP_TYPE_LRU_HASH, ops.BPF_MAP_TYPE_LRU_PERCPU_HASH) else 0), 64)
+        off = _round(off + (n if t in (mt.BPF_MAP_TYPE_LRU_HASH, mt.BPF_MAP_TYPE_LRU_PERCPU_HASH) else 0), 64)
         self.elems = off
         off = _round(off + n * self.elem_size, 64)
         self.values = off
-        self.values_size = self.row * self.ncpu if mdef.per_cpu else n * self.stride
+        if t == mt.BPF_MAP_TYPE_RINGBUF:
+            self.stride, self.values_size = 1, n
+        else:
+            self.values_size = self.row * self.ncpu if mdef.per_cpu else slots * self.stride
         self.size = _round(off + max(self.values_size, 8), 4096)
 
 
@@ -230,6 +237,26 @@ class Map:
 
     def delete(self, key: bytes | int) -> None:
         _check(ops.map_delete(self.desc, np.uint64(self._key(key)), OWNER_USER), self.name, "delete")
+
+    # -- queue and stack ----------------------------------------------------------------------
+    def push(self, value: bytes, flags: int = ops.BPF_ANY) -> None:
+        if len(value) != self.mdef.value_size:
+            raise MapError(22, f"map {self.name!r}: value must be {self.mdef.value_size} bytes, got {len(value)}")
+        self._vbuf[:len(value)] = np.frombuffer(value, np.uint8)
+        _check(ops.queue_push(self.desc, np.uint64(self._vbuf.ctypes.data), flags, OWNER_USER), self.name, "push")
+
+    def pop(self) -> bytes | None:
+        return self._take(True)
+
+    def peek(self) -> bytes | None:
+        return self._take(False)
+
+    def _take(self, remove: bool) -> bytes | None:
+        rc = ops.queue_take(self.desc, np.uint64(self._vbuf.ctypes.data), remove, OWNER_USER)
+        if rc == -ops.ENOENT:
+            return None
+        _check(rc, self.name, "pop" if remove else "peek")
+        return self._vbuf[:self.mdef.value_size].tobytes()
 
     def next_key(self, key: bytes | None) -> bytes | None:
         kaddr = 0 if key is None else self._key(key)

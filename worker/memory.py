@@ -17,14 +17,18 @@ OFFSET_MASK = (1 << REGION_SHIFT) - 1
 # Fixed region ids; maps and further memory get ids from FIRST_DYNAMIC_REGION on.
 REGION_NULL = 0
 REGION_STACK = 1
-REGION_INPUT = 2
-FIRST_DYNAMIC_REGION = 8
+REGION_INPUT = 2  # raw programs' bytes
+REGION_CTX = 3  # the context structure (xdp_md, __sk_buff)
+REGION_PACKET = 4  # the packet buffer, headroom and tailroom included
+REGION_CODE = 5  # unbacked: function pointers (callbacks) are pc values in this region
+FIRST_DYNAMIC_REGION = 8  # then two per map: its handle (unbacked) and its value area
 MAX_REGIONS = 1024
 
 # Columns of the region table.
 COL_BASE, COL_RLEN, COL_WLEN = 0, 1, 2
 
-FIXED_REGION_NAMES = {REGION_NULL: "null", REGION_STACK: "stack", REGION_INPUT: "input"}
+FIXED_REGION_NAMES = {REGION_NULL: "null", REGION_STACK: "stack", REGION_INPUT: "input", REGION_CTX: "ctx",
+                      REGION_PACKET: "packet", REGION_CODE: "code"}
 
 
 def make_address(region: int, offset: int) -> int:
