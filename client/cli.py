@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ EXIT_REFUSED = 1
 EXIT_INPUT = 2
 EXIT_FAULT = 3
 EXIT_SERVER = 4
+EXIT_INTERNAL = 70  # a bug in bpfctl itself (EX_SOFTWARE); BPFMC_DEBUG=1 shows the traceback
 
 
 class CliError(Exception):
@@ -105,51 +107,104 @@ class _InputAction(argparse.Action):
 
 # -- commands ----------------------------------------------------------------------------------
 
-def cmd_exec(args) -> int:
+def _make_engine(args, model):
+    """The engine for PROG: an ELF object (all its programs and maps), or a single program."""
+    from bpfmc.ebpf.elf import ElfError, load_object
     from bpfmc.ebpf.validate import ValidationError
     from bpfmc.worker.engine import Engine
+    from bpfmc.worker.image import LinkError
+    from bpfmc.worker.maps import MapError
+
+    data = _read_bytes(args.program)
+    choice = args.program_name or args.section
+    try:
+        if data[:4] == b"\x7fELF":
+            obj = load_object(data)
+            return Engine.from_object(obj, program=choice, model=model, prog_type=args.type, cpu=args.cpu,
+                                      seed=args.seed), b""
+        if choice:
+            raise CliError("--program/--section choose among the programs of an ELF object")
+        program, default_input = load_program(args.program, prog_type=args.type or "raw")
+        return Engine(program, model, core_id=args.cpu, seed=args.seed), default_input
+    except ElfError as e:
+        raise CliError(f"{args.program}: {e}") from None
+    except ValidationError as e:
+        raise CliError(f"{args.program}: program refused: {e}") from None
+    except (LinkError, MapError, KeyError, ValueError) as e:
+        if isinstance(e, CliError):
+            raise
+        raise CliError(f"{args.program}: {e.args[0] if isinstance(e, KeyError) else e}") from None
+
+
+def _apply_map_updates(engine, updates: list[str]) -> None:
+    from bpfmc.worker.image import LinkError
+    from bpfmc.worker.maps import MapError
+
+    for spec in updates or []:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise CliError(f"--map-update {spec!r}: expected MAP:KEYHEX:VALUEHEX")
+        name, key, value = parts
+        try:
+            engine.map_update(name, _parse_hex(key, "--map-update key"), _parse_hex(value, "--map-update value"))
+        except (LinkError, MapError) as e:
+            raise CliError(f"--map-update {spec!r}: {e}") from None
+
+
+def cmd_exec(args) -> int:
+    from bpfmc.worker.engine import EventError
     from bpfmc.worker.model import HardwareModel, ModelError
 
-    program, default_input = load_program(args.program)
     try:
         model = HardwareModel.load(args.model)
     except ModelError as e:
         raise CliError(str(e)) from None
+    if args.cpu < 0:
+        raise CliError("--cpu must be at least 0")
     if args.cores is not None:
         if args.cores < 1:
             raise CliError("--cores must be at least 1")
+        if args.cpu >= args.cores:
+            raise CliError(f"--cpu {args.cpu} does not exist with --cores {args.cores}")
         model = model.with_(cores=args.cores)
-    try:
-        engine = Engine(program, model, seed=args.seed)
-    except ValidationError as e:
-        raise CliError(f"{args.program}: program refused: {e}") from None
-    except ValueError as e:
-        raise CliError(f"{args.program}: {e}") from None
+    elif args.cpu >= model.cores:
+        model = model.with_(cores=args.cpu + 1)
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1")
+    engine, default_input = _make_engine(args, model)
     try:
-        batch = engine.run_batch(_inputs(args, default_input), repeat=args.repeat)
-    except ValueError as e:
-        raise CliError(str(e)) from None
-    runs = batch.runs()
-    if args.json:
-        doc = {"program": program.name, "type": program.prog_type, "model": model.name,
-               "runs": runs, "totals": batch.totals()}
-        print(json.dumps(doc, indent=2 if args.pretty else None))
-    else:
-        for i, run in enumerate(runs):
-            prefix = f"run {i}: " if len(runs) > 1 else ""
-            if "error" in run:
-                err = run["error"]
-                print(f"{prefix}fault at pc {err['pc']} ({err['kind']}): {err['message']}", file=sys.stderr)
-            else:
-                print(f"{prefix}{run['r0']:#x}")
-        if args.stats:
-            t = batch.totals()
-            print(f"runs {t['runs']}, faults {t['faults']}, insns {t['insns']}, cycles {t['cycles']} "
-                  f"(model {model.name}, {model.clock_hz / 1e6:g} MHz: "
-                  f"{t['cycles'] / model.clock_hz * 1e6:.3f} us)", file=sys.stderr)
-    return EXIT_FAULT if batch.faulted.any() else EXIT_OK
+        _apply_map_updates(engine, args.map_update)
+        try:
+            batch = engine.run_batch(_inputs(args, default_input), repeat=args.repeat)
+        except (EventError, ValueError) as e:
+            raise CliError(str(e)) from None
+        runs = batch.runs()
+        if args.json:
+            doc = {"program": engine.program.name, "type": engine.prog_type, "model": model.name,
+                   "runs": runs, "totals": batch.totals()}
+            if args.dump_maps:
+                doc["maps"] = engine.dump_maps()
+            print(json.dumps(doc, indent=2 if args.pretty else None))
+        else:
+            for i, run in enumerate(runs):
+                prefix = f"run {i}: " if len(runs) > 1 else ""
+                if "error" in run:
+                    err = run["error"]
+                    print(f"{prefix}fault at pc {err['pc']} ({err['kind']}): {err['message']}", file=sys.stderr)
+                else:
+                    print(f"{prefix}{run['r0']:#x}")
+                for line in run.get("trace", []):
+                    print(f"{prefix}trace: {line}")
+            if args.dump_maps:
+                print(json.dumps(engine.dump_maps(), indent=2))
+            if args.stats:
+                t = batch.totals()
+                print(f"runs {t['runs']}, faults {t['faults']}, insns {t['insns']}, cycles {t['cycles']} "
+                      f"(model {model.name}, {model.clock_hz / 1e6:g} MHz: "
+                      f"{t['cycles'] / model.clock_hz * 1e6:.3f} us)", file=sys.stderr)
+        return EXIT_FAULT if batch.faulted.any() else EXIT_OK
+    finally:
+        engine.close()
 
 
 def cmd_conformance(args) -> int:
@@ -263,7 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     e = sub.add_parser("exec", help="run a program locally on the engine (no server)")
-    e.add_argument("program", help="assembly (.s/.asm), raw slots (.bin) or a conformance .data file")
+    e.add_argument("program", help="an ELF object (clang -target bpf), assembly (.s/.asm), raw slots (.bin) "
+                                   "or a conformance .data file")
+    e.add_argument("--program", dest="program_name", metavar="NAME", help="which program of the object")
+    e.add_argument("--section", metavar="SEC", help="which program of the object, by section name")
+    e.add_argument("--type", choices=("raw", "xdp", "sched_cls", "tc", "socket_filter"),
+                   help="program type (default: from the section name; raw for non-ELF input)")
+    e.add_argument("--cpu", type=int, default=0, help="emulated core to run on (default 0)")
+    e.add_argument("--map-update", action="append", metavar="MAP:KEYHEX:VALUEHEX",
+                   help="update a map before the first input; repeat, applied in order")
+    e.add_argument("--dump-maps", action="store_true", help="add the final contents of every map")
     e.add_argument("--data", "--mem", dest="inputs", action=_InputAction, metavar="HEX",
                    help="an input, as hex bytes; repeat for several runs")
     e.add_argument("--data-file", dest="inputs", action=_InputAction, metavar="FILE",
@@ -308,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as e:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("BPFMC_DEBUG"):
+            raise
+        print(f"bpfctl: internal error: {type(e).__name__}: {e} (set BPFMC_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from bpfmc.ebpf import opcodes as op
 from bpfmc.ebpf.program import Program
 

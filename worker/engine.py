@@ -23,9 +23,17 @@ from . import batch as batchmod
 from . import interp
 from . import mapops as mo
 from .contexts import (
-    CTX_MAX, KIND_RAW, KIND_SKB, KIND_SOCKET, PKT_KIND, PKT_STATE_SIZE, TAILROOM, context_for, headroom,
+    CTX_MAX,
+    KIND_RAW,
+    KIND_SKB,
+    KIND_SOCKET,
+    PKT_KIND,
+    PKT_STATE_SIZE,
+    TAILROOM,
+    context_for,
+    headroom,
 )
-from .decode import DecodedProgram, decode_program
+from .decode import REG_SLOTS, DecodedProgram, decode_program
 from .helpers import (
     HELPER_BAD_MAP,
     HELPER_BAD_POINTER,
@@ -250,7 +258,7 @@ class Engine:
         self.decoded: DecodedProgram = decode_program(Program(self.image.code, name=self.program.name), m,
                                                       landings)
         self._stack = np.zeros(m.stack_size * m.call_depth, np.uint8)
-        self._regs = np.zeros(interp.REG_SLOTS, np.uint64)
+        self._regs = np.zeros(REG_SLOTS, np.uint64)
         self._frames = np.zeros((m.call_depth, interp.FRAME_COLS), np.uint64)
         self._core = new_core_state(core_id, m.clock_hz, seed, len(self.image.maps))
         self._scratch = np.zeros(8, np.uint64)

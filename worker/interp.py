@@ -19,6 +19,8 @@ runs as one superinstruction; register reads go through a static one-entry cache
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
 from bpfmc.ebpf.opcodes import (
     BPF_ADD,
     BPF_AND,
@@ -41,9 +43,10 @@ from bpfmc.ebpf.opcodes import (
     BPF_SUB,
     BPF_XOR,
 )
-from numba import njit
 
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
+from . import mapops as mo
+from .contexts import CTX_MAX, PKT_DATA, PKT_END
 from .decode import (  # internal opcodes
     CACHED,
     I_ADD64_K,
@@ -87,6 +90,7 @@ from .decode import (  # internal opcodes
     I_JSLT_K,
     I_JSLT_X,
     I_LDDW,
+    I_LDPKT,
     I_LDXB,
     I_LDXDW,
     I_LDXH,
@@ -137,13 +141,9 @@ from .decode import (  # internal opcodes
     I_SUB64_X,
     I_XOR64_K,
     I_XOR64_X,
-    I_LDPKT,
     OP_FELL_OFF,
-    REG_SLOTS,
 )
-from .contexts import CTX_MAX, PKT_DATA, PKT_END
-from .helpers import BPF_FUNC_loop, BPF_FUNC_tail_call, HELPER_OK, HELPER_UNKNOWN, call_helper
-from . import mapops as mo
+from .helpers import HELPER_OK, HELPER_UNKNOWN, BPF_FUNC_loop, BPF_FUNC_tail_call, call_helper
 from .intrinsics import (
     atomic_add_u32,
     atomic_add_u64,
@@ -166,7 +166,16 @@ from .intrinsics import (
     store_u32,
     store_u64,
 )
-from .memory import COL_BASE, COL_RLEN, COL_WLEN, FIRST_DYNAMIC_REGION, REGION_CODE, REGION_CTX, REGION_PACKET, REGION_SHIFT
+from .memory import (
+    COL_BASE,
+    COL_RLEN,
+    COL_WLEN,
+    FIRST_DYNAMIC_REGION,
+    REGION_CODE,
+    REGION_CTX,
+    REGION_PACKET,
+    REGION_SHIFT,
+)
 
 # Run outcomes (``status``); everything but OK is a fault that ended the run.
 OK = 0
