@@ -31,7 +31,7 @@ from .contexts import (
     PKT_REDIRECT_KIND,
     PKT_REDIRECT_TARGET,
 )
-from .helpers import LS_RUN
+from .helpers import CORE_CYCLES, LS_RUN
 from .interp import execute
 from .intrinsics import load_u8, load_u16, load_u32
 from .memory import COL_RLEN, COL_WLEN, REGION_CTX, REGION_INPUT, REGION_SHIFT, REGION_STACK
@@ -139,6 +139,7 @@ def run_batch(columns, taken_extra, entry_pc, kind, regions, maps, regs, frames,
                                           entry_pc, regions, maps, regs, frames, core, budget, stack_size,
                                           max_depth, pkt, ctx_ptr, ctx_wmask, log, logidx, logstate, scratch,
                                           entries)
+        core[CORE_CYCLES] += np.uint64(nc)  # the core's virtual clock runs on
         out_r0[e] = regs[0]
         out_insns[e] = ni
         out_cycles[e] = nc

@@ -225,7 +225,7 @@ class Engine:
             programs = [Program(p.code, name=p.name, prog_type=prog_type if (chosen in (None, p.name)
                                                                              or p.meta.get("section") == chosen)
                                 else p.prog_type, meta=p.meta) for p in programs]
-        setups = [_setup_from_spec(s) for s in obj.maps]
+        setups = [_setup_from_spec(s, HardwareModel.load(model).cores) for s in obj.maps]
         self = cls.__new__(cls)
         self._setup(HardwareModel.load(model), programs, setups, program, cpu, seed, store)
         return self
@@ -261,7 +261,7 @@ class Engine:
         self._regs = np.zeros(REG_SLOTS, np.uint64)
         self._frames = np.zeros((m.call_depth, interp.FRAME_COLS), np.uint64)
         self._core = new_core_state(core_id, m.clock_hz, seed, len(self.image.maps))
-        self._scratch = np.zeros(8, np.uint64)
+        self._scratch = np.zeros(8 + 64, np.uint64)  # 8 helper temporaries, then 512 bytes for map keys
         self._pkt = np.zeros(PKT_STATE_SIZE, np.int64)
         self._pkt[PKT_KIND] = self.context.kind
         self._ctxbuf = np.zeros(CTX_MAX, np.uint8)
@@ -428,9 +428,12 @@ class Engine:
                 f"({limit} bytes)")
 
 
-def _setup_from_spec(spec) -> MapSetup:
+def _setup_from_spec(spec, ncpu: int) -> MapSetup:
     """An ``ebpf.maps.MapSpec`` from the ELF loader as what the linker creates."""
-    mdef = MapDef(spec.name, spec.map_type, spec.key_size, spec.value_size, spec.max_entries, spec.flags)
+    entries = spec.max_entries
+    if spec.map_type == mt.BPF_MAP_TYPE_PERF_EVENT_ARRAY and entries == 0:
+        entries = ncpu  # libbpf sizes a perf event array to the CPUs when it says 0
+    mdef = MapDef(spec.name, spec.map_type, spec.key_size, spec.value_size, entries, spec.flags)
     fields = [(f.offset, f.size, f.signed) for f in spec.value_btf] if spec.value_btf else None
     return MapSetup(mdef, initial=spec.initial, frozen=spec.frozen, prog_slots=list(spec.slots),
                     value_fields=fields)

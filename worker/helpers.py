@@ -34,7 +34,7 @@ from .contexts import (
     PKT_REDIRECT_KIND,
     PKT_REDIRECT_TARGET,
 )
-from .intrinsics import load_u16, load_u32, load_u64, store_u8, store_u16, store_u32, store_u64
+from .intrinsics import load_u8, load_u16, load_u32, load_u64, store_u8, store_u16, store_u32, store_u64
 from .memory import COL_BASE, COL_RLEN, COL_WLEN, FIRST_DYNAMIC_REGION, REGION_PACKET, REGION_SHIFT
 
 # Linux helper ids (include/uapi/linux/bpf.h, __BPF_FUNC_MAPPER order).
@@ -63,6 +63,7 @@ CORE_PRNG = 3  # xorshift64* state, never 0
 CORE_PID_TGID = 4
 CORE_UID_GID = 5
 CORE_NMAPS = 6
+CORE_CYCLES = 7  # cycles this core ran in earlier runs: its virtual clock
 CORE_STATE_SIZE = 8
 
 # Helper statuses (anything else is a fault that ends the run).
@@ -84,6 +85,7 @@ LI_RUN, LI_KIND, LI_OFFSET, LI_LENGTH, LI_MAP = 0, 1, 2, 3, 4
 LOGIDX_COLS = 5
 
 EFAULT = 14
+BPF_F_MARK_MANGLED_0 = 1 << 5
 COMM = b"bpfmc"  # what bpf_get_current_comm reports: the emulated task is ours
 M32 = np.uint64(0xFFFFFFFF)
 U0 = np.uint64(0)
@@ -150,6 +152,12 @@ def _map_index(core, handle):
 
 
 @njit(cache=True)
+def _tmp(scratch):
+    """Scratch memory for map operations (LPM key normalisation): past the helper temporaries."""
+    return np.uint64(scratch.ctypes.data) + np.uint64(64)
+
+
+@njit(cache=True)
 def _value_pointer(desc, host):
     return (np.uint64(desc[mo.D_VALUE_REGION]) << SH) | (host - np.uint64(desc[mo.D_VALUES]))
 
@@ -158,8 +166,12 @@ def _value_pointer(desc, host):
 
 @njit(cache=True)
 def virtual_time_ns(core, cycles):
-    # The core's clock: time at the start of the run plus the cycles run so far.
-    return core[CORE_TIME_BASE_NS] + np.uint64(cycles) * np.uint64(1_000_000_000) // core[CORE_CLOCK_HZ]
+    """The core's clock: every cycle it has run, earlier runs and this one so far, at the
+    model's clock rate (split in seconds and the rest so 64 bits do not overflow)."""
+    total = core[CORE_CYCLES] + np.uint64(cycles)
+    hz = core[CORE_CLOCK_HZ]
+    return (core[CORE_TIME_BASE_NS] + (total // hz) * np.uint64(1_000_000_000)
+            + (total % hz) * np.uint64(1_000_000_000) // hz)
 
 
 @njit(cache=True)
@@ -200,6 +212,100 @@ def log_append(log, logidx, logstate, kind, src, n, extra, map_index):
     return True
 
 
+@njit(cache=True)
+def _ring_produced(desc, logstate, n):
+    """Bytes this run put in a ring buffer (8-byte header + data rounded up to 8 per record);
+    adds a record of ``n`` bytes unless ``n`` < 0. Records are consumed after every run, so
+    the count restarts with each run."""
+    hdr = np.uint64(desc[mo.D_HEADER])
+    run = np.uint64(logstate[LS_RUN] + 1)
+    if load_u64(hdr + np.uint64(mo.H_HAND)) != run:
+        store_u64(hdr + np.uint64(mo.H_HAND), run)
+        store_u64(hdr + np.uint64(mo.H_BUMP), U0)
+    total = load_u64(hdr + np.uint64(mo.H_BUMP))
+    if n >= 0:
+        total += np.uint64(8 + (n + 7) // 8 * 8)
+        store_u64(hdr + np.uint64(mo.H_BUMP), total)
+    return total
+
+
+@njit(cache=True)
+def _digits(v, base):
+    n = 1
+    while v >= np.uint64(base):
+        v //= np.uint64(base)
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def trace_length(fmt, n, args):
+    """Length of the line bpf_trace_printk writes (its return value), computed like the
+    kernel's vsnprintf for the conversions it allows: %d %i %u %x %X %p %c %% with flags,
+    width and the h/l/ll/z modifiers; %s counts as empty here (its text is not copied)."""
+    out = 0
+    i = 0
+    used = 0
+    while i < n:
+        ch = load_u8(fmt + np.uint64(i))
+        if ch == U0:
+            break
+        if ch != np.uint64(37):  # '%'
+            out += 1
+            i += 1
+            continue
+        i += 1
+        width = 0
+        while i < n:
+            c = load_u8(fmt + np.uint64(i))
+            if c == np.uint64(45) or c == np.uint64(43) or c == np.uint64(32) or c == np.uint64(35) or (
+                    c == np.uint64(48) and width == 0):
+                i += 1
+            elif np.uint64(48) <= c <= np.uint64(57):
+                width = width * 10 + np.int64(c - np.uint64(48))
+                i += 1
+            else:
+                break
+        longs = 0
+        while i < n:
+            c = load_u8(fmt + np.uint64(i))
+            if c == np.uint64(108) or c == np.uint64(122):  # l, z
+                longs += 1
+                i += 1
+            elif c == np.uint64(104):  # h
+                i += 1
+            else:
+                break
+        if i >= n:
+            break
+        conv = load_u8(fmt + np.uint64(i))
+        i += 1
+        if conv == np.uint64(37):
+            out += 1
+            continue
+        v = args[used] if used < 3 else U0
+        used += 1
+        if longs == 0 and conv != np.uint64(112):
+            v &= M32
+        if conv == np.uint64(100) or conv == np.uint64(105):  # d, i: signed
+            neg = (v >> np.uint64(63 if longs else 31)) & np.uint64(1)
+            if neg != U0:
+                v = (U0 - v) if longs else ((np.uint64(1) << np.uint64(32)) - v) & M32
+            k = _digits(v, 10) + np.int64(neg)
+        elif conv == np.uint64(117):
+            k = _digits(v, 10)
+        elif conv == np.uint64(120) or conv == np.uint64(88):
+            k = _digits(v, 16)
+        elif conv == np.uint64(112):  # %p prints 0x + hex
+            k = _digits(v, 16) + 2
+        elif conv == np.uint64(99):
+            k = 1
+        else:
+            k = 0
+        out += max(k, width)
+    return out
+
+
 # -- packets -----------------------------------------------------------------------------------
 
 @njit(cache=True)
@@ -211,52 +317,58 @@ def _pkt_host(regions, pkt, offset, length):
 
 
 @njit(cache=True)
-def _csum_fold_add(csum, value):
-    """Ones'-complement add of a 32-bit value into a 16-bit checksum accumulator (host order)."""
-    s = (csum & np.uint64(0xFFFF)) + (value & np.uint64(0xFFFF)) + (value >> np.uint64(16))
+def csum_add(a, b):
+    """32-bit ones'-complement addition (the kernel's csum_add): end-around carry."""
+    s = (a & M32) + (b & M32)
+    return (s & M32) + (s >> np.uint64(32))
+
+
+@njit(cache=True)
+def csum_fold(c):
+    """Fold a 32-bit partial checksum to 16 bits and complement it (the kernel's csum_fold)."""
+    s = (c & np.uint64(0xFFFF)) + ((c & M32) >> np.uint64(16))
     s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+    return (~s) & np.uint64(0xFFFF)
+
+
+@njit(cache=True)
+def _csum16_add(a, b):
+    s = (a & np.uint64(0xFFFF)) + (b & np.uint64(0xFFFF))
     return (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
 
 
 @njit(cache=True)
-def _bswap16(x):
-    return ((x & np.uint64(0xFF)) << np.uint64(8)) | ((x >> np.uint64(8)) & np.uint64(0xFF))
-
-
-@njit(cache=True)
-def _csum_replace(regions, pkt, offset, old, new, size, pseudo_l4, flags):
-    """Incremental checksum update (RFC 1624) of the 16-bit field at ``offset``: the field is in
-    network byte order, ``old``/``new`` are as the program holds them (network order values)."""
+def _csum_replace(regions, pkt, offset, old, new, size, l4, flags):
+    """bpf_l3/l4_csum_replace: incremental update (RFC 1624) of the 16-bit checksum at
+    ``offset``, with the kernel's exact arithmetic. Checksums are byte-order neutral, so the
+    field, ``old`` and ``new`` are all taken as raw memory values, as the kernel takes them."""
     h = _pkt_host(regions, pkt, offset, 2)
     if h == U0:
         return np.int64(-EFAULT)
-    field = _bswap16(load_u16(h))
-    if (flags & np.uint64(0x10)) != U0 and field == U0:  # BPF_F_MARK_MANGLED_0: UDP "no checksum"
-        return np.int64(0)
-    acc = (~field) & np.uint64(0xFFFF)
-    if size == 2:
-        acc = _csum_fold_add(acc, (~_bswap16(old & np.uint64(0xFFFF))) & np.uint64(0xFFFF))
-        acc = _csum_fold_add(acc, _bswap16(new & np.uint64(0xFFFF)))
-    elif size == 4:
-        o = ((old & np.uint64(0xFF)) << np.uint64(24)) | ((old & np.uint64(0xFF00)) << np.uint64(8)) | \
-            ((old >> np.uint64(8)) & np.uint64(0xFF00)) | ((old >> np.uint64(24)) & np.uint64(0xFF))
-        n = ((new & np.uint64(0xFF)) << np.uint64(24)) | ((new & np.uint64(0xFF00)) << np.uint64(8)) | \
-            ((new >> np.uint64(8)) & np.uint64(0xFF00)) | ((new >> np.uint64(24)) & np.uint64(0xFF))
-        acc = _csum_fold_add(acc, (~o) & M32)
-        acc = _csum_fold_add(acc, n)
-    elif size == 0:  # `new` is a checksum difference already (from bpf_csum_diff)
-        acc = _csum_fold_add(acc, new & M32)
+    field = load_u16(h)
+    if l4 and (flags & np.uint64(BPF_F_MARK_MANGLED_0)) != U0 and field == U0:
+        return np.int64(0)  # a UDP datagram without a checksum keeps none
+    unfolded_not = (~field) & M32  # ~csum_unfold(*sum): the complement of the zero-extended field
+    if size == 0:  # `new` is a difference from bpf_csum_diff
+        result = csum_fold(csum_add(new, unfolded_not))
+    elif size == 2 and not l4:  # csum_replace2: 16-bit arithmetic
+        t = _csum16_add((~field) & np.uint64(0xFFFF), (~old) & np.uint64(0xFFFF))
+        result = (~_csum16_add(t, new & np.uint64(0xFFFF))) & np.uint64(0xFFFF)
+    elif size == 2 or size == 4:  # csum_replace4 (l4 size 2 widens the values, as the kernel does)
+        if size == 2:
+            old = old & np.uint64(0xFFFF)
+            new = new & np.uint64(0xFFFF)
+        result = csum_fold(csum_add(csum_add(unfolded_not, (~old) & M32), new & M32))
     else:
         return np.int64(-22)
-    result = (~acc) & np.uint64(0xFFFF)
-    if (flags & np.uint64(0x10)) != U0 and result == U0:
+    if l4 and (flags & np.uint64(BPF_F_MARK_MANGLED_0)) != U0 and result == U0:
         result = np.uint64(0xFFFF)
-    store_u16(h, _bswap16(result))
+    store_u16(h, result)
     return np.int64(0)
 
 
 @njit(cache=True)
-def _adjust(pkt, which, delta, minimum_len):
+def _adjust(regions, pkt, which, delta, minimum_len):
     """Move the packet's start (PKT_DATA), end (PKT_END) or metadata start (PKT_META)."""
     data, end, meta, cap = pkt[PKT_DATA], pkt[PKT_END], pkt[PKT_META], pkt[PKT_CAP]
     if which == PKT_DATA:
@@ -274,6 +386,8 @@ def _adjust(pkt, which, delta, minimum_len):
         if ne < data + minimum_len or ne > cap:
             return np.int64(-22)
         pkt[PKT_END] = ne
+        if delta > 0:  # the kernel hands out grown tail room zeroed
+            mo.mem_zero(regions[REGION_PACKET, COL_BASE] + np.uint64(end), delta)
     else:
         nm = meta + delta
         if nm > data or nm < 0 or data - nm > 32 or (data - nm) % 4 != 0:
@@ -317,15 +431,15 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
                 if not mo.is_percpu(desc) or c >= desc[mo.D_NCPU]:
                     regs[0] = U0
                     return HELPER_OK
-            slot = mo.map_lookup(desc, k, c)
+            slot = mo.map_lookup(desc, k, c, _tmp(scratch))
             regs[0] = U0 if slot < 0 else _value_pointer(desc, mo.value_addr(desc, slot, c))
         elif hid == 2:
             v = host_address(regions, r3, desc[mo.D_VALUE_SIZE], COL_RLEN)
             if v == U0:
                 return HELPER_BAD_POINTER
-            regs[0] = np.uint64(mo.map_update(desc, k, v, np.int64(r4), cpu, False, owner))
+            regs[0] = np.uint64(mo.map_update(desc, k, v, np.int64(r4), cpu, False, owner, _tmp(scratch)))
         else:
-            regs[0] = np.uint64(mo.map_delete(desc, k, owner))
+            regs[0] = np.uint64(mo.map_delete(desc, k, owner, _tmp(scratch)))
         return HELPER_OK
     if hid == 5 or hid == 125 or hid == 160:  # ktime_get_ns / boot_ns / coarse_ns
         regs[0] = virtual_time_ns(core, cycles)
@@ -359,7 +473,9 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
         src = host_address(regions, r3, n, COL_RLEN)
         if src == U0:
             mo.mem_zero(dst, n)  # the kernel zeroes the destination on a faulting read
-            regs[0] = np.uint64(-14)
+            # A kernel read of a user-range address (our region 0: NULL and small integers) is
+            # -ERANGE, as copy_from_kernel_nofault says; anything else -EFAULT.
+            regs[0] = np.uint64(-34) if hid == 113 and (r3 >> SH) == U0 else np.uint64(-EFAULT)
         else:
             mo.mem_copy(dst, src, n)
             regs[0] = U0
@@ -370,7 +486,7 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
             return HELPER_BAD_POINTER
         scratch[0], scratch[1], scratch[2] = r3, r4, r5
         log_append(log, logidx, logstate, LOG_TRACE, fmt, n, scratch[:3], -1)
-        regs[0] = np.uint64(n)
+        regs[0] = np.uint64(trace_length(fmt, n, scratch))
     elif hid == 25 or hid == 130:  # perf_event_output(ctx, map, flags, data, n) / ringbuf_output(map, data, n, flags)
         handle = r2 if hid == 25 else r1
         data = r4 if hid == 25 else r2
@@ -382,6 +498,8 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
         if src == U0:
             return HELPER_BAD_POINTER
         ok = log_append(log, logidx, logstate, LOG_RECORD, src, n, scratch[:0], mi)
+        if hid == 130:
+            _ring_produced(maps[mi], logstate, n)
         regs[0] = U0 if ok else np.uint64(-28)
     elif hid == 131:  # ringbuf_reserve(map, size, flags): a slot of the ring, consumed at submit
         mi = _map_index(core, r1)
@@ -416,6 +534,7 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
         n = np.int64(load_u32(rec - np.uint64(8)))
         if hid == 132:
             log_append(log, logidx, logstate, LOG_RECORD, rec, n, scratch[:0], mi)
+        _ring_produced(desc, logstate, n)  # discarded records take ring space until consumed too
         hdr = np.uint64(desc[mo.D_HEADER])
         left = load_u64(hdr + np.uint64(mo.H_HEAD)) - np.uint64(1)
         store_u64(hdr + np.uint64(mo.H_HEAD), left)
@@ -427,7 +546,12 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
         if mi < 0:
             return HELPER_BAD_MAP
         desc = maps[mi]
-        regs[0] = np.uint64(desc[mo.D_MAX_ENTRIES]) if r2 == np.uint64(BPF_RB_RING_SIZE) else U0
+        if r2 == np.uint64(BPF_RB_RING_SIZE):
+            regs[0] = np.uint64(desc[mo.D_MAX_ENTRIES])
+        elif r2 == np.uint64(BPF_RB_AVAIL_DATA) or r2 == np.uint64(BPF_RB_PROD_POS):
+            regs[0] = _ring_produced(desc, logstate, -1)
+        else:
+            regs[0] = U0
     elif hid == 26 or hid == 9:  # skb_load_bytes(skb, off, to, len) / skb_store_bytes(skb, off, from, len, flags)
         n = np.int64(r4)
         other = host_address(regions, r3, n, COL_WLEN if hid == 26 else COL_RLEN)
@@ -446,13 +570,13 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
             regs[0] = U0
     elif hid == 10:  # l3_csum_replace(skb, offset, from, to, size)
         regs[0] = np.uint64(_csum_replace(regions, pkt, np.int64(r2), r3, r4, np.int64(r5 & np.uint64(0xF)), False,
-                                          U0))
+                                          r5))
     elif hid == 11:  # l4_csum_replace(skb, offset, from, to, flags): size in the low bits of flags
         regs[0] = np.uint64(_csum_replace(regions, pkt, np.int64(r2), r3, r4, np.int64(r5 & np.uint64(0xF)), True,
                                           r5))
-    elif hid == 28:  # csum_diff(from, from_size, to, to_size, seed)
+    elif hid == 28:  # csum_diff(from, from_size, to, to_size, seed): a 32-bit partial sum
         fs, ts = np.int64(r2), np.int64(r4)
-        if fs % 4 != 0 or ts % 4 != 0:
+        if fs % 4 != 0 or ts % 4 != 0 or fs > 512 or ts > 512:
             regs[0] = np.uint64(-22)
             return HELPER_OK
         acc = r5 & M32
@@ -461,24 +585,24 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
             if f == U0:
                 return HELPER_BAD_POINTER
             for i in range(0, fs, 4):
-                acc = _csum_fold_add(acc, (~load_u32(f + np.uint64(i))) & M32)
+                acc = csum_add(acc, (~load_u32(f + np.uint64(i))) & M32)
         if ts > 0:
             t = host_address(regions, r3, ts, COL_RLEN)
             if t == U0:
                 return HELPER_BAD_POINTER
             for i in range(0, ts, 4):
-                acc = _csum_fold_add(acc, load_u32(t + np.uint64(i)))
+                acc = csum_add(acc, load_u32(t + np.uint64(i)))
         regs[0] = acc
     elif hid == 34:  # get_hash_recalc
         regs[0] = U0
     elif hid == 39:  # skb_pull_data: all our packet data is linear already
         regs[0] = U0
     elif hid == 44:  # xdp_adjust_head(ctx, delta): at least an Ethernet header must remain
-        regs[0] = np.uint64(_adjust(pkt, PKT_DATA, np.int64(np.int32(r2 & M32)), 14))
+        regs[0] = np.uint64(_adjust(regions, pkt, PKT_DATA, np.int64(np.int32(r2 & M32)), 14))
     elif hid == 65:  # xdp_adjust_tail(ctx, delta)
-        regs[0] = np.uint64(_adjust(pkt, PKT_END, np.int64(np.int32(r2 & M32)), 14))
+        regs[0] = np.uint64(_adjust(regions, pkt, PKT_END, np.int64(np.int32(r2 & M32)), 14))
     elif hid == 54:  # xdp_adjust_meta(ctx, delta)
-        regs[0] = np.uint64(_adjust(pkt, PKT_META, np.int64(np.int32(r2 & M32)), 0))
+        regs[0] = np.uint64(_adjust(regions, pkt, PKT_META, np.int64(np.int32(r2 & M32)), 0))
     elif hid == 23:  # redirect(ifindex, flags)
         pkt[PKT_REDIRECT_KIND] = 1
         pkt[PKT_REDIRECT_TARGET] = np.int64(r1 & M32)

@@ -28,6 +28,7 @@ from bpfmc.ebpf.maps import (  # noqa: E402
     BPF_MAP_TYPE_CPUMAP,
     BPF_MAP_TYPE_DEVMAP,
     BPF_MAP_TYPE_HASH,
+    BPF_MAP_TYPE_LPM_TRIE,
     BPF_MAP_TYPE_LRU_HASH,
     BPF_MAP_TYPE_LRU_PERCPU_HASH,
     BPF_MAP_TYPE_PERCPU_ARRAY,
@@ -41,6 +42,7 @@ from bpfmc.ebpf.maps import (  # noqa: E402
 
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
 from .intrinsics import (
+    atomic_add_u32,
     atomic_add_u64,
     cmpxchg_u32,
     cmpxchg_u64,
@@ -89,6 +91,7 @@ D_ROW = 15  # bytes per CPU row of a per-CPU value area
 D_VALUE_REGION = 16  # region id under which programs see the value area
 D_REFBITS = 17  # host address of the LRU reference bytes
 D_ID = 18
+D_PLENS = 19  # LPM tries: host address of a u32 count of entries per prefix length
 DESC_SIZE = 24
 
 # Header words (u64 at these byte offsets from D_HEADER).
@@ -428,8 +431,11 @@ def hash_delete(desc, key, owner):
 # -- the entry points: lookup, update, delete, next key ----------------------------------------
 
 @njit(cache=True)
-def map_lookup(desc, key, cpu):
-    """Slot (element or array index) for ``key``, or -1. Marks LRU elements as used."""
+def map_lookup(desc, key, cpu, tmp):
+    """Slot (element or array index) for ``key``, or -1. Marks LRU elements as used. ``tmp`` is
+    scratch memory of at least key_size bytes (LPM tries build masked keys there)."""
+    if desc[D_TYPE] == BPF_MAP_TYPE_LPM_TRIE:
+        return lpm_lookup(desc, key, tmp)
     if is_arraylike(desc):
         idx = np.int64(load_u32(key))
         return idx if idx < desc[D_MAX_ENTRIES] else NO_ELEM
@@ -444,11 +450,13 @@ def map_lookup(desc, key, cpu):
 
 
 @njit(cache=True)
-def map_update(desc, key, value, flags, cpu, all_cpus, owner):
+def map_update(desc, key, value, flags, cpu, all_cpus, owner, tmp):
     """Kernel semantics of bpf_map_update_elem; returns 0 or -errno."""
     if flags & ~np.int64(BPF_F_LOCK) > BPF_EXIST:
         return -EINVAL
     flags = flags & ~np.int64(BPF_F_LOCK)
+    if desc[D_TYPE] == BPF_MAP_TYPE_LPM_TRIE:
+        return lpm_update(desc, key, value, flags, owner, tmp)
     if is_arraylike(desc):
         idx = np.int64(load_u32(key))
         if idx >= desc[D_MAX_ENTRIES]:
@@ -463,7 +471,9 @@ def map_update(desc, key, value, flags, cpu, all_cpus, owner):
 
 
 @njit(cache=True)
-def map_delete(desc, key, owner):
+def map_delete(desc, key, owner, tmp):
+    if desc[D_TYPE] == BPF_MAP_TYPE_LPM_TRIE:
+        return lpm_delete(desc, key, owner, tmp)
     if is_arraylike(desc):
         return -EINVAL  # array elements cannot be deleted
     if is_hash(desc):
@@ -484,7 +494,7 @@ def map_next_key(desc, key, next_key):
             return -ENOENT
         store_u32(next_key, np.uint64(idx))
         return 0
-    if not is_hash(desc):
+    if not is_hash(desc) and desc[D_TYPE] != BPF_MAP_TYPE_LPM_TRIE:
         return -EINVAL
     b = np.int64(0)
     i = np.int64(0)
@@ -510,7 +520,7 @@ def map_next_key(desc, key, next_key):
 def map_count(desc):
     if desc[D_TYPE] == BPF_MAP_TYPE_QUEUE or desc[D_TYPE] == BPF_MAP_TYPE_STACK:
         return queue_count(desc)
-    if is_hash(desc):
+    if is_hash(desc) or desc[D_TYPE] == BPF_MAP_TYPE_LPM_TRIE:
         return np.int64(load_u64(np.uint64(desc[D_HEADER] + H_COUNT)))
     return desc[D_MAX_ENTRIES]
 
@@ -557,6 +567,7 @@ def queue_take(desc, out, remove, owner):
     n = _ring_slots(desc)
     if head == tail:
         lock_release(desc, 0)
+        mem_zero(out, desc[D_VALUE_SIZE])  # the kernel clears the caller's buffer when empty
         return -ENOENT
     if desc[D_TYPE] == BPF_MAP_TYPE_QUEUE:
         slot = head
@@ -576,3 +587,75 @@ def queue_count(desc):
     hdr = np.uint64(desc[D_HEADER])
     n = _ring_slots(desc)
     return (np.int64(load_u64(hdr + np.uint64(H_TAIL))) - np.int64(load_u64(hdr + np.uint64(H_HEAD))) + n) % n
+
+
+# -- LPM tries ---------------------------------------------------------------------------------
+# Entries live in the hash layout under a normalised key: the prefix length, then the data with
+# every bit past the prefix cleared. A lookup tries the prefix lengths present, longest first,
+# each one exact-match probe -- at most 8 x data bytes + 1 probes, usually a handful.
+
+@njit(cache=True)
+def _lpm_max(desc):
+    return 8 * (desc[D_KEY_SIZE] - 4)
+
+
+@njit(cache=True)
+def _lpm_normalise(desc, key, plen, out):
+    """Write (plen, data masked to plen bits) to ``out``."""
+    store_u32(out, np.uint64(plen))
+    n = desc[D_KEY_SIZE] - 4
+    for i in range(n):
+        bits = plen - 8 * i
+        b = load_u8(key + np.uint64(4 + i))
+        if bits <= 0:
+            b = U0
+        elif bits < 8:
+            b &= np.uint64((0xFF << (8 - bits)) & 0xFF)
+        store_u8(out + np.uint64(4 + i), b)
+
+
+@njit(cache=True)
+def _lpm_count(desc, plen):
+    return np.uint64(desc[D_PLENS] + 4 * plen)
+
+
+@njit(cache=True)
+def lpm_lookup(desc, key, tmp):
+    plen = np.int64(load_u32(key))
+    if plen > _lpm_max(desc):
+        plen = _lpm_max(desc)
+    ks = desc[D_KEY_SIZE]
+    for p in range(plen, -1, -1):
+        if load_u32(_lpm_count(desc, p)) == U0:
+            continue
+        _lpm_normalise(desc, key, p, tmp)
+        e = hash_find(desc, tmp, key_hash(tmp, ks))
+        if e >= 0:
+            return e
+    return NO_ELEM
+
+
+@njit(cache=True)
+def lpm_update(desc, key, value, flags, owner, tmp):
+    plen = np.int64(load_u32(key))
+    if plen > _lpm_max(desc):
+        return -EINVAL
+    ks = desc[D_KEY_SIZE]
+    _lpm_normalise(desc, key, plen, tmp)
+    existed = hash_find(desc, tmp, key_hash(tmp, ks)) >= 0
+    rc = hash_update(desc, tmp, value, flags, 0, False, owner)
+    if rc == 0 and not existed:
+        atomic_add_u32(_lpm_count(desc, plen), U1)
+    return rc
+
+
+@njit(cache=True)
+def lpm_delete(desc, key, owner, tmp):
+    plen = np.int64(load_u32(key))
+    if plen > _lpm_max(desc):
+        return -EINVAL
+    _lpm_normalise(desc, key, plen, tmp)
+    rc = hash_delete(desc, tmp, owner)
+    if rc == 0:
+        atomic_add_u32(_lpm_count(desc, plen), np.uint64(0xFFFFFFFF))
+    return rc

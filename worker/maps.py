@@ -46,6 +46,7 @@ _ARRAY_TYPES = (mt.BPF_MAP_TYPE_ARRAY, mt.BPF_MAP_TYPE_PERCPU_ARRAY, mt.BPF_MAP_
                 mt.BPF_MAP_TYPE_DEVMAP, mt.BPF_MAP_TYPE_CPUMAP, mt.BPF_MAP_TYPE_XSKMAP,
                 mt.BPF_MAP_TYPE_PERF_EVENT_ARRAY)
 _QUEUE_TYPES = (mt.BPF_MAP_TYPE_QUEUE, mt.BPF_MAP_TYPE_STACK)
+_HASH_LAYOUT = _HASH_TYPES + (mt.BPF_MAP_TYPE_LPM_TRIE,)
 OWNER_USER = 0xFFFFFFFE  # lock owner id of user-space (control plane) writers
 MAX_MAP_BYTES = 4 << 30
 
@@ -85,7 +86,7 @@ class MapDef:
         where = f"map {self.name!r} ({self.type_name})"
         if self.map_type not in MAP_TYPE_NAMES:
             raise MapError(22, f"{where}: unsupported map type")
-        if self.map_type not in _HASH_TYPES + _ARRAY_TYPES + _QUEUE_TYPES + (mt.BPF_MAP_TYPE_RINGBUF,):
+        if self.map_type not in _HASH_LAYOUT + _ARRAY_TYPES + _QUEUE_TYPES + (mt.BPF_MAP_TYPE_RINGBUF,):
             raise MapError(95, f"{where}: not supported by this version of the engine")
         if self.max_entries < 1:
             raise MapError(22, f"{where}: max_entries must be at least 1")
@@ -101,6 +102,8 @@ class MapDef:
             raise MapError(22, f"{where}: array maps need 4-byte keys, not {self.key_size}")
         if self.map_type in _HASH_TYPES and not 1 <= self.key_size <= 512:
             raise MapError(22, f"{where}: key_size must be 1..512")
+        if self.map_type == mt.BPF_MAP_TYPE_LPM_TRIE and not 5 <= self.key_size <= 4 + 256:
+            raise MapError(22, f"{where}: an LPM trie key is a u32 prefix length and 1..256 data bytes")
         if self.value_size < 1 and self.map_type not in (mt.BPF_MAP_TYPE_PROG_ARRAY,):
             raise MapError(22, f"{where}: value_size must be at least 1")
 
@@ -113,7 +116,7 @@ class MapLayout:
         self.stride = _round(max(mdef.value_size, 1), 8)
         self.ncpu = ncpu if mdef.per_cpu else 1
         n = mdef.max_entries
-        is_hash = t in _HASH_TYPES
+        is_hash = t in _HASH_LAYOUT
         self.nbuckets = n if is_hash else 0
         self.nlocks = min(max(self.nbuckets, 1), 4096) if is_hash else 1
         slots = n + 1 if t in _QUEUE_TYPES else n
@@ -126,6 +129,8 @@ class MapLayout:
         off = _round(off + 4 * self.nlocks, 64)
         self.refbits = off
         off = _round(off + (n if t in (mt.BPF_MAP_TYPE_LRU_HASH, mt.BPF_MAP_TYPE_LRU_PERCPU_HASH) else 0), 64)
+        self.plens = off
+        off = _round(off + (4 * (8 * (mdef.key_size - 4) + 1) if t == mt.BPF_MAP_TYPE_LPM_TRIE else 0), 64)
         self.elems = off
         off = _round(off + n * self.elem_size, 64)
         self.values = off
@@ -177,10 +182,12 @@ class Map:
         d[ops.D_ELEMS], d[ops.D_VALUES] = base + lay.elems, base + lay.values
         d[ops.D_NLOCKS], d[ops.D_ROW], d[ops.D_REFBITS] = lay.nlocks, lay.row, base + lay.refbits
         d[ops.D_ID] = map_id
+        d[ops.D_PLENS] = base + lay.plens
         self.desc = d
         self._kbuf = np.zeros(_round(max(mdef.key_size, 8), 8), np.uint8)
         self._kbuf2 = np.zeros_like(self._kbuf)
         self._vbuf = np.zeros(lay.stride * lay.ncpu, np.uint8)
+        self._tmp = np.zeros(_round(max(mdef.key_size, 8), 8), np.uint8)
 
     # -- views --------------------------------------------------------------------------------
     @property
@@ -203,7 +210,7 @@ class Map:
         return buf.ctypes.data
 
     def lookup(self, key: bytes | int) -> bytes | None:
-        slot = ops.map_lookup(self.desc, np.uint64(self._key(key)), 0)
+        slot = ops.map_lookup(self.desc, np.uint64(self._key(key)), 0, np.uint64(self._tmp.ctypes.data))
         if slot < 0:
             return None
         return self._read_slot(int(slot))
@@ -232,11 +239,12 @@ class Map:
             raise MapError(22, f"map {self.name!r}: value must be {vs} bytes, got {len(value)}")
         self._vbuf[:len(value)] = np.frombuffer(value, np.uint8)
         rc = ops.map_update(self.desc, np.uint64(self._key(key)), np.uint64(self._vbuf.ctypes.data), flags, 0,
-                            self.mdef.per_cpu, OWNER_USER)
+                            self.mdef.per_cpu, OWNER_USER, np.uint64(self._tmp.ctypes.data))
         _check(rc, self.name, "update")
 
     def delete(self, key: bytes | int) -> None:
-        _check(ops.map_delete(self.desc, np.uint64(self._key(key)), OWNER_USER), self.name, "delete")
+        _check(ops.map_delete(self.desc, np.uint64(self._key(key)), OWNER_USER, np.uint64(self._tmp.ctypes.data)),
+               self.name, "delete")
 
     # -- queue and stack ----------------------------------------------------------------------
     def push(self, value: bytes, flags: int = ops.BPF_ANY) -> None:
