@@ -36,6 +36,7 @@ PKT_KIND = 5  # KIND_* of the program type
 PKT_REDIRECT_KIND = 6  # 0 none, 1 ifindex (bpf_redirect), 2 map entry (bpf_redirect_map)
 PKT_REDIRECT_TARGET = 7  # ifindex, or map index << 32 | key
 PKT_REDIRECT_FLAGS = 8
+PKT_HEAD_DIRTY = 9  # a run moved data into the headroom: zero it before the next
 PKT_STATE_SIZE = 16
 
 KIND_RAW = 0

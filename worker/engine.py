@@ -351,8 +351,8 @@ class Engine:
         done, used = 0, 0
         self._logstate[:] = 0
         while done < n:
-            ran, used = batchmod.run_batch(
-                d.columns(), np.int64(d.taken_extra), np.uint64(self.entry.pc), self.context.kind,
+            ran, used = interp.run_events(
+                *d.columns(), np.int64(d.taken_extra), np.uint64(self.entry.pc), self.context.kind,
                 self.regions.table, self._maps_table, self._regs, self._frames, self._core, self._stack,
                 self._inbuf, self._pktbuf, self._ctxbuf, self._ctx_ptr, self._ctx_wmask, self.context.size,
                 self._pkt, self._log, self._logidx, self._logstate, self._scratch, self._entries,

@@ -28,6 +28,7 @@ from .contexts import (
     PKT_CAP,
     PKT_DATA,
     PKT_END,
+    PKT_HEAD_DIRTY,
     PKT_KIND,
     PKT_META,
     PKT_REDIRECT_FLAGS,
@@ -370,6 +371,8 @@ def _csum_replace(regions, pkt, offset, old, new, size, l4, flags):
 @njit(cache=True)
 def _adjust(regions, pkt, which, delta, minimum_len):
     """Move the packet's start (PKT_DATA), end (PKT_END) or metadata start (PKT_META)."""
+    if delta < 0 and which != PKT_END:
+        pkt[PKT_HEAD_DIRTY] = 1  # the headroom is in use: zero it again before the next event
     data, end, meta, cap = pkt[PKT_DATA], pkt[PKT_END], pkt[PKT_META], pkt[PKT_CAP]
     if which == PKT_DATA:
         nd = data + delta
