@@ -156,11 +156,16 @@ def test_local_call_has_its_own_frame():
 
 
 def test_helpers_by_kernel_id():
-    eng = engine("call 8\nexit", core_id=3)
+    eng = engine("call 8\nexit", HardwareModel.preset("generic").with_(cores=4), core_id=3)
     assert eng.run()["r0"] == 3  # bpf_get_smp_processor_id
     a = [engine("call 7\nexit", seed=5).run()["r0"] for _ in range(2)]
     b = engine("call 7\nexit", seed=6).run()["r0"]
     assert a[0] == a[1] != b and a[0] < 2**32  # prandom: reproducible per seed, 32-bit
+
+
+def test_core_must_exist_in_the_model():
+    with pytest.raises(ValueError, match="core 3 does not exist"):
+        engine("exit", core_id=3)
 
 
 def test_batch_of_packed_inputs_matches_single_runs():

@@ -4,6 +4,7 @@ fused with the ALU64 operation after it) and the static register cache."""
 from __future__ import annotations
 
 import numpy as np
+
 from bpfmc.ebpf.asm import assemble
 from bpfmc.ebpf.program import Program
 from bpfmc.worker import decode
