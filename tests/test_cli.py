@@ -97,3 +97,58 @@ def test_conformance_command_reports_failures(tmp_path):
     out = json.loads(proc.stdout)
     assert (out["passed"], out["failed"], out["skipped"]) == (1, 1, 1)
     assert out["failures"][0]["name"] == "incorrect_return_value_high_bits"
+
+
+# -- ELF objects --------------------------------------------------------------------------------
+
+ICMP = bytes.fromhex("ffffffffffff020000000001" "0800" "45000054000040004001" "0000" "0a0000010a000002") + bytes(64)
+TCP = bytes.fromhex("ffffffffffff020000000001" "0800" "45000028000040004006" "0000" "0a0000010a000002") + bytes(20)
+
+
+@pytest.fixture
+def xdp_count(bpf_cc):
+    from conftest import REPO
+
+    return bpf_cc(REPO / "examples" / "xdp_count.c")
+
+
+def test_exec_elf_object_with_per_cpu_map(xdp_count):
+    out = json.loads(bpfctl("exec", xdp_count, "--data", ICMP.hex(), "--data", TCP.hex(), "--data", TCP.hex(),
+                            "--cores", "2", "--cpu", "1", "--json", "--dump-maps", check=0).stdout)
+    assert out["program"] == "count_protocols" and out["type"] == "xdp"
+    assert [r["r0"] for r in out["runs"]] == [1, 2, 2]  # XDP_DROP for ICMP, XDP_PASS for TCP
+    counts = {e["key"]: e for e in out["maps"]["proto_count"]["entries"]}
+    assert counts["06000000"]["per_cpu"] == ["0000000000000000", "0200000000000000"]  # one row per core
+    assert counts["06000000"]["sum"] == "0200000000000000"
+    assert counts["01000000"]["sum"] == "0100000000000000"
+    assert out["maps"]["proto_count"]["type"] == "percpu_array"
+
+
+def test_exec_map_update_before_the_first_input(xdp_count):
+    key, value = "06000000", "0a00000000000000"
+    out = json.loads(bpfctl("exec", xdp_count, "--data", TCP.hex(), "--map-update",
+                            f"proto_count:{key}:{value}", "--json", "--dump-maps", check=0).stdout)
+    entry = next(e for e in out["maps"]["proto_count"]["entries"] if e["key"] == key)
+    assert entry["sum"] == "0b00000000000000"  # 10 set before the run, +1 by it
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--program", "nope"], "no program or section 'nope'"),
+    (["--map-update", "nope:00:00"], "no map 'nope'"),
+    (["--map-update", "proto_count:00:0000000000000000"], "key must be 4 bytes"),
+    (["--map-update", "proto_count:00000000:00"], "per-CPU value must be"),
+    (["--data", "0000"], "needs an Ethernet frame of at least 14 bytes"),
+])
+def test_exec_elf_user_errors(xdp_count, args, message):
+    proc = bpfctl("exec", xdp_count, *args, check=2)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_exec_broken_objects_exit_2(xdp_count, tmp_path):
+    data = xdp_count.read_bytes()
+    for name, blob in [("truncated.o", data[: len(data) // 3]), ("flipped.o", data[:40] + b"\xff" * 8 + data[48:])]:
+        f = tmp_path / name
+        f.write_bytes(blob)
+        proc = bpfctl("exec", f, "--data", TCP.hex())
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("bpfctl: error:") and "Traceback" not in proc.stderr

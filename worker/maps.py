@@ -57,6 +57,9 @@ class MapError(OSError):
     def __init__(self, err: int, message: str):
         super().__init__(err, message)
 
+    def __str__(self) -> str:  # the message names the map and the errno already
+        return self.strerror
+
 
 def _round(n: int, to: int) -> int:
     return (n + to - 1) // to * to

@@ -1,0 +1,36 @@
+// Count packets per IP protocol in a per-CPU array and drop ICMP.
+//   clang-19 -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c examples/xdp_count.c -o xdp_count.o
+//   bpfctl exec xdp_count.o --data-file frame.bin --json --dump-maps
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u64);
+} proto_count SEC(".maps");
+
+SEC("xdp")
+int count_protocols(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return XDP_PASS;
+	__u32 key = ip->protocol;
+	__u64 *count = bpf_map_lookup_elem(&proto_count, &key);
+	if (count)
+		*count += 1;
+	return ip->protocol == IPPROTO_ICMP ? XDP_DROP : XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";
