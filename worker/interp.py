@@ -144,7 +144,7 @@ from .decode import (  # internal opcodes
     I_XOR64_X,
     OP_FELL_OFF,
 )
-from .helpers import CORE_CYCLES, HELPER_OK, HELPER_UNKNOWN, BPF_FUNC_loop, BPF_FUNC_tail_call, call_helper
+from .helpers import CORE_CYCLES, CORE_ID, HELPER_OK, HELPER_UNKNOWN, BPF_FUNC_loop, BPF_FUNC_tail_call, call_helper
 from .intrinsics import (
     atomic_add_u32,
     atomic_add_u64,
@@ -426,6 +426,36 @@ def _ctx_store_host(regions, ctx_wmask, addr, size):
         if ctx_wmask[off + i] == 0:
             return U0
     return regions[REGION_CTX, COL_BASE] + np.uint64(off)
+
+
+@njit(cache=True, inline="always")
+def _array_lookup(regs, maps, regions, core):
+    """bpf_map_lookup_elem(map, key) for ARRAY and PERCPU_ARRAY maps without the helper call:
+    the index, the bounds check and the value pointer are a few instructions. False when the
+    map is of another type or an argument needs the helper's checks and errors."""
+    handle = regs[1]
+    rid = handle >> SH
+    first = np.uint64(FIRST_DYNAMIC_REGION)
+    if rid < first or (rid - first) & U1 != U0 or handle & M32 != U0:
+        return False
+    mi = np.int64((rid - first) >> U1)
+    if mi >= maps.shape[0]:
+        return False
+    t = maps[mi, mo.D_TYPE]
+    if t != mo.BPF_MAP_TYPE_ARRAY and t != mo.BPF_MAP_TYPE_PERCPU_ARRAY:
+        return False
+    k = _host(regions, regs[2], 4, COL_RLEN)
+    if k == U0:
+        return False
+    idx = np.int64(load_u32(k))
+    if idx >= maps[mi, mo.D_MAX_ENTRIES]:
+        regs[0] = U0
+        return True
+    off = idx * maps[mi, mo.D_STRIDE]
+    if t == mo.BPF_MAP_TYPE_PERCPU_ARRAY:
+        off += np.int64(core[CORE_ID]) * maps[mi, mo.D_ROW]
+    regs[0] = (np.uint64(maps[mi, mo.D_VALUE_REGION]) << SH) | np.uint64(off)
+    return True
 
 
 @njit(cache=True)
@@ -1008,6 +1038,9 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, tak
                     pc = cb & M32
                     ni += crun_len[pc]
                     nc += crun_cyc[pc]
+                    continue
+                if hid == U1 and _array_lookup(regs, maps, regions, core):
+                    pc += U1  # bpf_map_lookup_elem on an array, done in place (the common case)
                     continue
                 hs = call_helper(hid, regs, core, nc, regions, maps, pkt, log, logidx, logstate, scratch)
                 if hs != HELPER_OK:
