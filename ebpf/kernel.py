@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import maps as _maps
+
 __all__ = [
     "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "BPF_F_LOCK", "BPF_F_TEST_RUN_ON_CPU",
     "MAP_TYPES", "PROG_TYPES", "KernelError", "KernelVerifierError", "KernelProgram", "KernelMap",
@@ -77,23 +79,13 @@ PROG_TYPES: dict[str, int] = {
 }
 _PROG_ALIASES = {"tc": "sched_cls", "classifier": "sched_cls", "socket": "socket_filter", "raw_tp": "raw_tracepoint"}
 
-MAP_TYPES: dict[str, int] = {
-    "unspec": 0, "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5,
-    "percpu_array": 6, "stack_trace": 7, "cgroup_array": 8, "lru_hash": 9, "lru_percpu_hash": 10,
-    "lpm_trie": 11, "array_of_maps": 12, "hash_of_maps": 13, "devmap": 14, "sockmap": 15,
-    "cpumap": 16, "xskmap": 17, "sockhash": 18, "cgroup_storage": 19, "reuseport_sockarray": 20,
-    "percpu_cgroup_storage": 21, "queue": 22, "stack": 23, "sk_storage": 24, "devmap_hash": 25,
-    "struct_ops": 26, "ringbuf": 27, "inode_storage": 28, "task_storage": 29, "bloom_filter": 30,
-    "user_ringbuf": 31,
-}
+# Map type numbers are defined once, with the language (ebpf/maps.py).
+MAP_TYPES: dict[str, int] = _maps.MAP_TYPES
 _MAP_NAMES = {v: k for k, v in MAP_TYPES.items()}
 _PROG_NAMES = {v: k for k, v in PROG_TYPES.items()}
 
 # Per-CPU maps exchange one round_up(value_size, 8) slot per possible CPU with user space.
-_PERCPU_MAP_TYPES = frozenset(
-    {MAP_TYPES["percpu_hash"], MAP_TYPES["percpu_array"], MAP_TYPES["lru_percpu_hash"],
-     MAP_TYPES["percpu_cgroup_storage"]}
-)
+_PERCPU_MAP_TYPES = _maps.PERCPU_MAP_TYPES
 
 # The bpf() syscall number is per architecture (not in any Python module).
 _SYSCALL_NR = {"x86_64": 321, "aarch64": 280}
@@ -467,8 +459,9 @@ def prog_test_run(
     packet still fit; the kernel would otherwise write up to whatever it produced. A too-small
     output buffer raises ENOSPC (the kernel reports the size it needed in the message).
     """
-    din = _cbuf(data_in)
-    out_size = len(data_in) + 4096 if data_size_out is None else data_size_out
+    din = _cbuf(data_in) if data_in else None
+    # Empty input: no data buffers at all, which raw_tracepoint test runs require.
+    out_size = (len(data_in) + 4096 if data_in else 0) if data_size_out is None else data_size_out
     dout = ctypes.create_string_buffer(max(out_size, 1))
     cin = _cbuf(ctx_in) if ctx_in is not None else None
     csize = (len(ctx_in) if ctx_in is not None else 0) if ctx_size_out is None else ctx_size_out
@@ -477,7 +470,7 @@ def prog_test_run(
     attr = TestRunAttr()
     attr.prog_fd = _fd(prog)
     attr.data_size_in = len(data_in)
-    attr.data_in = _addr(din)
+    attr.data_in = _addr(din) if din is not None else 0
     attr.data_size_out = out_size
     # Zero data_size_out would mean "unbounded" to the kernel, so never hand it a buffer then.
     attr.data_out = _addr(dout) if out_size else 0
