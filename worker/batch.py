@@ -32,9 +32,8 @@ from .contexts import (
     PKT_REDIRECT_KIND,
     PKT_REDIRECT_TARGET,
 )
-from .helpers import LS_RUN
-from .intrinsics import load_u8, load_u16, load_u32
-from .memory import COL_RLEN, COL_WLEN, REGION_CTX, REGION_INPUT, REGION_SHIFT, REGION_STACK
+from .intrinsics import load_u8, load_u16, load_u32, store_u32
+from .memory import REGION_SHIFT
 
 U0 = np.uint64(0)
 U1 = np.uint64(1)
@@ -50,26 +49,20 @@ OM_COLS = 5
 
 
 @njit(cache=True)
-def _init_skb(ctx, frame, length, kind):
+def _init_skb(ctx_h, ctx_size, frame, length, kind):
     """__sk_buff as BPF_PROG_TEST_RUN builds it on the loopback device (checked against the
     host kernel): len (minus the Ethernet header for socket filters), pkt_type from the
     destination MAC, protocol as the frame carries it, ifindex 1; everything else zero.
-    ``frame`` is the host address of the frame's bytes."""
-    mo.mem_zero(np.uint64(ctx.ctypes.data), ctx.shape[0])
+    ``ctx_h`` and ``frame`` are host addresses."""
+    mo.mem_zero(ctx_h, ctx_size)
     skb_len = length - ETH_HLEN if kind == KIND_SOCKET else length
-    _put32(ctx, 0, skb_len)
+    store_u32(ctx_h, np.uint64(skb_len))
     multicast = (load_u8(frame) & U1) != U0
     zero = (load_u32(frame) | load_u16(frame + np.uint64(4))) == U0
     pkt_type = PACKET_MULTICAST if multicast else (PACKET_HOST if zero else PACKET_OTHERHOST)
-    _put32(ctx, 4, pkt_type)
-    _put32(ctx, 16, np.int64(load_u16(frame + np.uint64(12))))  # network order, as stored
-    _put32(ctx, 40, LOOPBACK_IFINDEX)
-
-
-@njit(cache=True)
-def _put32(buf, off, v):
-    for b in range(4):
-        buf[off + b] = np.uint8((v >> (8 * b)) & 0xFF)
+    store_u32(ctx_h + np.uint64(4), np.uint64(pkt_type))
+    store_u32(ctx_h + np.uint64(16), load_u16(frame + np.uint64(12)))  # network order, as stored
+    store_u32(ctx_h + np.uint64(40), np.uint64(LOOPBACK_IFINDEX))
 
 
 @njit(cache=True)
@@ -81,27 +74,18 @@ def headroom_of(kind):
     return np.int64(0)
 
 
+# The two functions below take host addresses and scalars, not arrays: Numba passes each array
+# as seven scalars, and a call per event with a dozen arrays cost more than a short program.
+
 @njit(cache=True)
-def begin_event(e, kind, head, blob_h, offsets, regions, regs, stack, stack_size, inbuf, pktbuf, ctxbuf,
-                ctx_size, pkt, logstate):
-    """Present event ``e`` to the program: registers, a zeroed outermost stack frame, and the
-    input bytes (raw) or the packet and its context (XDP, tc, socket filter)."""
-    start = offsets[e]
-    length = offsets[e + 1] - start
-    src = blob_h + np.uint64(start)
-    mo.mem_zero(np.uint64(stack.ctypes.data) + np.uint64(stack.shape[0] - stack_size), stack_size)
-    for i in range(regs.shape[0]):
-        regs[i] = U0
-    regs[10] = (np.uint64(REGION_STACK) << SH) | np.uint64(stack.shape[0])
-    logstate[LS_RUN] = e
+def begin_event(kind, head, src, length, frame0_h, stack_size, in_h, pkt_h, pkt_cap, ctx_h, ctx_size, pkt):
+    """Present an event (``length`` bytes at host address ``src``) to the program: a zeroed
+    outermost stack frame, and the input bytes (raw) or the packet and its context (XDP, tc,
+    socket filter). Registers are the caller's business."""
+    mo.mem_zero(frame0_h, stack_size)
     if kind == KIND_RAW:
-        mo.mem_copy(np.uint64(inbuf.ctypes.data), src, length)
-        regions[REGION_INPUT, COL_RLEN] = np.uint64(length)
-        regions[REGION_INPUT, COL_WLEN] = np.uint64(length)
-        regs[1] = np.uint64(REGION_INPUT) << SH
-        regs[2] = np.uint64(length)
+        mo.mem_copy(in_h, src, length)
         return
-    pkt_h = np.uint64(pktbuf.ctypes.data)
     if pkt[PKT_HEAD_DIRTY] != 0:  # a previous run moved data into the headroom: the kernel's is zero
         mo.mem_zero(pkt_h, head)
         pkt[PKT_HEAD_DIRTY] = 0
@@ -109,60 +93,38 @@ def begin_event(e, kind, head, blob_h, offsets, regions, regs, stack, stack_size
     pkt[PKT_META] = head
     pkt[PKT_DATA] = head
     pkt[PKT_END] = head + length
-    pkt[PKT_CAP] = pktbuf.shape[0]
+    pkt[PKT_CAP] = pkt_cap
     pkt[PKT_L3] = 0
     pkt[PKT_REDIRECT_KIND] = 0
     pkt[PKT_REDIRECT_TARGET] = 0
     pkt[PKT_REDIRECT_FLAGS] = 0
     if kind == KIND_XDP:
-        mo.mem_zero(np.uint64(ctxbuf.ctypes.data), ctx_size)
-        _put32(ctxbuf, 12, LOOPBACK_IFINDEX)  # ingress_ifindex; rx_queue_index 0
+        mo.mem_zero(ctx_h, ctx_size)
+        store_u32(ctx_h + np.uint64(12), np.uint64(LOOPBACK_IFINDEX))  # ingress_ifindex; rx queue 0
     else:
-        _init_skb(ctxbuf, src, length, kind)
+        _init_skb(ctx_h, ctx_size, src, length, kind)
         if kind == KIND_SOCKET:  # the Ethernet header is consumed before the program runs
             pkt[PKT_DATA] = head + ETH_HLEN
             pkt[PKT_META] = head + ETH_HLEN
             pkt[PKT_L3] = ETH_HLEN
-    regs[1] = np.uint64(REGION_CTX) << SH
 
 
 @njit(cache=True)
-def end_event(e, kind, head, blob_h, offsets, inbuf, pktbuf, ctxbuf, pkt, used, out_meta, out_data, out_ctx):
-    """Keep what the program changed of event ``e`` (its input or packet, redirects, context);
-    returns the new fill of ``out_data``."""
-    start = offsets[e]
-    length = offsets[e + 1] - start
-    src = blob_h + np.uint64(start)
-    out_h = np.uint64(out_data.ctypes.data)
+def end_event(kind, head, src, length, in_h, pkt_h, out_h, used, pkt):
+    """Keep what the program changed of the event (its input or packet). Returns (new fill
+    of the output arena, where the changed bytes start or -1, how many)."""
     if kind == KIND_RAW:
-        in_h = np.uint64(inbuf.ctypes.data)
         if mo.mem_equal(in_h, src, length):  # raw programs may write their input; usually not
-            out_meta[e, OM_DATA_OFF] = -1
-        else:
-            mo.mem_copy(out_h + np.uint64(used), in_h, length)
-            out_meta[e, OM_DATA_OFF] = used
-            out_meta[e, OM_DATA_LEN] = length
-            used += length
-        return used
-    pkt_h = np.uint64(pktbuf.ctypes.data)
+            return used, np.int64(-1), np.int64(0)
+        mo.mem_copy(out_h + np.uint64(used), in_h, length)
+        return used + length, used, length
     lo = pkt[PKT_META] if kind == KIND_XDP else pkt[PKT_DATA] - pkt[PKT_L3]
-    hi = pkt[PKT_END]
-    out_len = hi - lo
+    out_len = pkt[PKT_END] - lo
     l3 = pkt[PKT_L3]
-    changed = lo != head or out_len != length or not mo.mem_equal(
-        pkt_h + np.uint64(head + l3), src + np.uint64(l3), length - l3)
-    if changed:
-        mo.mem_copy(out_h + np.uint64(used), pkt_h + np.uint64(lo), out_len)
-        if kind == KIND_SOCKET:  # the consumed header comes back as it went in
-            mo.mem_copy(out_h + np.uint64(used), src, ETH_HLEN)
-        out_meta[e, OM_DATA_OFF] = used
-        out_meta[e, OM_DATA_LEN] = out_len
-        used += out_len
-    else:
-        out_meta[e, OM_DATA_OFF] = -1
-    out_meta[e, OM_REDIRECT_KIND] = pkt[PKT_REDIRECT_KIND]
-    out_meta[e, OM_REDIRECT_TARGET] = pkt[PKT_REDIRECT_TARGET]
-    out_meta[e, OM_REDIRECT_FLAGS] = pkt[PKT_REDIRECT_FLAGS]
-    for b in range(out_ctx.shape[1]):
-        out_ctx[e, b] = ctxbuf[b]
-    return used
+    if lo == head and out_len == length and mo.mem_equal(pkt_h + np.uint64(head + l3), src + np.uint64(l3),
+                                                         length - l3):
+        return used, np.int64(-1), np.int64(0)
+    mo.mem_copy(out_h + np.uint64(used), pkt_h + np.uint64(lo), out_len)
+    if kind == KIND_SOCKET:  # the consumed header comes back as it went in
+        mo.mem_copy(out_h + np.uint64(used), src, ETH_HLEN)
+    return used + out_len, used, out_len

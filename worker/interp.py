@@ -46,8 +46,25 @@ from bpfmc.ebpf.opcodes import (
 
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
 from . import mapops as mo
-from .batch import begin_event, end_event, headroom_of
-from .contexts import CTX_MAX, PKT_DATA, PKT_END
+from .batch import (
+    OM_DATA_LEN,
+    OM_DATA_OFF,
+    OM_REDIRECT_FLAGS,
+    OM_REDIRECT_KIND,
+    OM_REDIRECT_TARGET,
+    begin_event,
+    end_event,
+    headroom_of,
+)
+from .contexts import (
+    CTX_MAX,
+    KIND_RAW,
+    PKT_DATA,
+    PKT_END,
+    PKT_REDIRECT_FLAGS,
+    PKT_REDIRECT_KIND,
+    PKT_REDIRECT_TARGET,
+)
 from .decode import (  # internal opcodes
     CACHED,
     I_ADD64_K,
@@ -144,7 +161,16 @@ from .decode import (  # internal opcodes
     I_XOR64_X,
     OP_FELL_OFF,
 )
-from .helpers import CORE_CYCLES, CORE_ID, HELPER_OK, HELPER_UNKNOWN, BPF_FUNC_loop, BPF_FUNC_tail_call, call_helper
+from .helpers import (
+    CORE_CYCLES,
+    CORE_ID,
+    HELPER_OK,
+    HELPER_UNKNOWN,
+    LS_RUN,
+    BPF_FUNC_loop,
+    BPF_FUNC_tail_call,
+    call_helper,
+)
 from .intrinsics import (
     atomic_add_u32,
     atomic_add_u64,
@@ -177,6 +203,7 @@ from .memory import (
     REGION_INPUT,
     REGION_PACKET,
     REGION_SHIFT,
+    REGION_STACK,
 )
 
 # Run outcomes (``status``); everything but OK is a fault that ended the run.
@@ -512,8 +539,21 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, tak
         length = offsets[e + 1] - offsets[e]
         if used + length + 1024 > out_data.shape[0] and e > first_run:
             return e - first_run, used
-        begin_event(e, kind, head, blob_h, offsets, regions, regs, stack, stack_size, inbuf, pktbuf, ctxbuf,
-                    ctx_size, pkt, logstate)
+        src = blob_h + np.uint64(offsets[e])
+        begin_event(kind, head, src, length, np.uint64(stack.ctypes.data) + np.uint64(stack.shape[0] - stack_size),
+                    stack_size, np.uint64(inbuf.ctypes.data), np.uint64(pktbuf.ctypes.data), pktbuf.shape[0],
+                    np.uint64(ctxbuf.ctypes.data), ctx_size, pkt)
+        for i in range(regs.shape[0]):
+            regs[i] = U0
+        regs[10] = (np.uint64(REGION_STACK) << SH) | np.uint64(stack.shape[0])
+        logstate[LS_RUN] = e
+        if kind == KIND_RAW:
+            regions[REGION_INPUT, COL_RLEN] = np.uint64(length)
+            regions[REGION_INPUT, COL_WLEN] = np.uint64(length)
+            regs[1] = np.uint64(REGION_INPUT) << SH
+            regs[2] = np.uint64(length)
+        else:
+            regs[1] = CTXR << SH
         pc = entry_pc  # unsigned, so Numba indexes the columns without a negative-index fixup
         ni = crun_len[pc]
         nc = crun_cyc[pc]
@@ -1314,8 +1354,17 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, tak
         out_status[e] = status
         out_pc[e] = pc
         out_aux[e] = aux
-        used = end_event(e, kind, head, blob_h, offsets, inbuf, pktbuf, ctxbuf, pkt, used, out_meta, out_data,
-                         out_ctx)
+        used, data_off, data_len = end_event(kind, head, src, length, np.uint64(inbuf.ctypes.data),
+                                             np.uint64(pktbuf.ctypes.data), np.uint64(out_data.ctypes.data),
+                                             used, pkt)
+        out_meta[e, OM_DATA_OFF] = data_off
+        out_meta[e, OM_DATA_LEN] = data_len
+        if kind != KIND_RAW:
+            out_meta[e, OM_REDIRECT_KIND] = pkt[PKT_REDIRECT_KIND]
+            out_meta[e, OM_REDIRECT_TARGET] = pkt[PKT_REDIRECT_TARGET]
+            out_meta[e, OM_REDIRECT_FLAGS] = pkt[PKT_REDIRECT_FLAGS]
+            for b in range(out_ctx.shape[1]):
+                out_ctx[e, b] = ctxbuf[b]
     regions[REGION_INPUT, COL_RLEN] = U0
     regions[REGION_INPUT, COL_WLEN] = U0
     return n_events - first_run, used
