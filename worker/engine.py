@@ -243,6 +243,9 @@ class Engine:
         self.store = store if store is not None else MapStore(ncpu=m.cores)
         try:
             self.image: Image = link(programs, setups, self.store)
+            # What the target allows, checked on what was linked (every map, global data too;
+            # every helper call of every program), so the refusal names the map or call.
+            m.check_limits([mp.mdef for mp in self.image.maps], self.image.code, HELPER_NAMES)
         except Exception:
             if self._own_store:
                 self.store.close()

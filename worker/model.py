@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from bpfmc.ebpf import maps as mt
 from bpfmc.ebpf import opcodes as op
 from bpfmc.ebpf.insn import Insn
 
@@ -37,6 +38,12 @@ class HardwareModel:
     max_insns: int = 1_000_000
     cycles: dict[str, int] = field(default_factory=lambda: {"default": 1})
     helper_cycles: dict[int, int] = field(default_factory=dict)
+    # What the target allows (offload targets are far narrower than the kernel). The neutral
+    # values -- no types listed, 0, None -- mean "no limit", so existing models keep working.
+    map_types: tuple[str, ...] = ()       # allowed map type names; empty: all
+    max_map_entry_bytes: int = 0          # bound on round_up(key, 8) + round_up(value, 8); 0: none
+    max_maps: int = 0                     # maps a program set may use; 0: none
+    helpers: tuple[int, ...] | None = None  # allowed helper ids; None: all
 
     def __post_init__(self) -> None:
         for name in ("cores", "clock_hz", "insn_budget", "stack_size", "call_depth", "max_insns"):
@@ -52,6 +59,36 @@ class HardwareModel:
         for k, v in list(self.cycles.items()) + list(self.helper_cycles.items()):
             if not isinstance(v, int) or v < 0:
                 raise ModelError(f"model {self.name!r}: cycle cost of {k} must be a non-negative integer")
+        self._check_limits_fields()
+
+    def _check_limits_fields(self) -> None:
+        # Normalised here rather than in from_dict so that models built in Python (or by
+        # `with_`) are held to the same rules and compare equal to their TOML twins.
+        for name in ("max_map_entry_bytes", "max_maps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ModelError(f"model {self.name!r}: {name} must be a non-negative integer "
+                                 f"(0 = no limit), got {value!r}")
+        types = self.map_types
+        if isinstance(types, str) or not isinstance(types, (list, tuple)):
+            raise ModelError(f"model {self.name!r}: map_types must be a list of map type names, got {types!r}")
+        canonical = []
+        for t in types:
+            if not isinstance(t, str):
+                raise ModelError(f"model {self.name!r}: map_types entries must be names, got {t!r}")
+            try:
+                canonical.append(mt.MAP_TYPE_NAMES[mt.map_type_id(t)])
+            except ValueError:
+                raise ModelError(f"model {self.name!r}: unknown map type {t!r} in map_types "
+                                 f"(known: {', '.join(mt.MAP_TYPES)})") from None
+        object.__setattr__(self, "map_types", tuple(dict.fromkeys(canonical)))
+        if self.helpers is not None:
+            if isinstance(self.helpers, str) or not isinstance(self.helpers, (list, tuple)):
+                raise ModelError(f"model {self.name!r}: helpers must be a list of helper ids, got {self.helpers!r}")
+            for h in self.helpers:
+                if not isinstance(h, int) or isinstance(h, bool) or h < 1:
+                    raise ModelError(f"model {self.name!r}: helpers entries must be positive helper ids, got {h!r}")
+            object.__setattr__(self, "helpers", tuple(sorted(set(self.helpers))))
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -96,6 +133,40 @@ class HardwareModel:
 
     def with_(self, **changes) -> HardwareModel:
         return replace(self, **changes)
+
+    # -- limits -----------------------------------------------------------------------------
+    def check_limits(self, maps, code: bytes, helper_names: dict[int, str] | None = None) -> None:
+        """Refuse, with ``ValueError`` naming the limit, linked maps (objects with ``name``,
+        ``map_type``, ``key_size``, ``value_size``) or linked code the target does not allow.
+        Every map counts, the implicit .data/.bss/.rodata ones too: they are ARRAY maps, which is
+        what libbpf creates for them, so they meet the same type and entry-size rules."""
+        maps = list(maps)
+        if self.max_maps and len(maps) > self.max_maps:
+            raise ValueError(f"model {self.name!r} allows at most {self.max_maps} maps; "
+                             f"the programs use {len(maps)}")
+        for d in maps:
+            kind = mt.MAP_TYPE_NAMES.get(d.map_type, f"type {d.map_type}")
+            if self.map_types and kind not in self.map_types:
+                raise ValueError(f"model {self.name!r} allows only {', '.join(self.map_types)} maps: "
+                                 f"map {d.name!r} is {kind}")
+            # The nfp driver's rule (offload.c): key and value each take whole 8-byte words.
+            need = _round8(d.key_size) + _round8(d.value_size)
+            if self.max_map_entry_bytes and need > self.max_map_entry_bytes:
+                raise ValueError(f"model {self.name!r} allows at most {self.max_map_entry_bytes} bytes per entry "
+                                 f"(round_up(key, 8) + round_up(value, 8)); map {d.name!r} needs {need}")
+        if self.helpers is None:
+            return
+        allowed = set(self.helpers)
+        for pc in range(0, len(code) - 7, 8):
+            # Only plain helper calls (src 0): bpf-to-bpf calls and kfuncs are not helpers, and the
+            # second slot of an lddw has opcode 0, so a slot-by-slot scan cannot misread it.
+            if code[pc] == op.CALL and code[pc + 1] >> 4 == 0:
+                hid = int.from_bytes(code[pc + 4:pc + 8], "little", signed=True)
+                if hid not in allowed:
+                    name = (helper_names or {}).get(hid)
+                    shown = f"{hid} ({name})" if name else str(hid)
+                    raise ValueError(f"model {self.name!r} allows only helpers "
+                                     f"{', '.join(map(str, self.helpers))}: pc {pc // 8} calls helper {shown}")
 
     # -- costs ------------------------------------------------------------------------------
     def cost(self, name: str) -> int:
@@ -154,7 +225,13 @@ class HardwareModel:
             "clock_hz": self.clock_hz, "insn_budget": self.insn_budget, "stack_size": self.stack_size,
             "call_depth": self.call_depth, "max_insns": self.max_insns, "cycles": dict(self.cycles),
             "helper_cycles": {str(k): v for k, v in self.helper_cycles.items()},
+            "map_types": list(self.map_types), "max_map_entry_bytes": self.max_map_entry_bytes,
+            "max_maps": self.max_maps, "helpers": None if self.helpers is None else list(self.helpers),
         }
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
 
 
 def preset_names() -> list[str]:
