@@ -86,6 +86,8 @@ def link(programs: list[Program], setups: list[MapSetup], store: MapStore) -> Im
     """Create the maps in ``store``, resolve every program's references and lay them out."""
     maps = [store.create(s.mdef) for s in setups]
     for m, s in zip(maps, setups, strict=True):
+        if store.attach:
+            break  # the creator already loaded global data and prog-array slots; keep what is there now
         if s.initial is not None:
             if len(s.initial) != m.mdef.value_size:
                 raise LinkError(f"map {m.name!r}: initial data of {len(s.initial)} bytes for a "
@@ -100,6 +102,8 @@ def link(programs: list[Program], setups: list[MapSetup], store: MapStore) -> Im
     pieces = [_resolve(p, e.pc, maps, callbacks) for p, e in zip(programs, entries, strict=True)]
     by_name = {e.name: e for e in entries}
     for m, s in zip(maps, setups, strict=True):
+        if store.attach:
+            break
         for index, prog_name in s.prog_slots:
             if prog_name not in by_name:
                 raise LinkError(f"map {m.name!r}: slot {index} names program {prog_name!r}, which is not in "

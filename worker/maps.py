@@ -356,8 +356,14 @@ def natural_words(size: int) -> list[tuple[int, int, bool]]:
 class MapStore:
     """The folder of map files of one owner (an engine today, the server later)."""
 
-    def __init__(self, state_dir: str | Path | None = None, *, ncpu: int = 1):
+    def __init__(self, state_dir: str | Path | None = None, *, ncpu: int = 1, attach: bool = False):
         self.ncpu = ncpu
+        # attach: open the map files another process (the pool's parent) already created and
+        # initialised, in the same order, instead of creating them: a worker must never
+        # re-initialise maps that other cores may already be using.
+        self.attach = attach
+        if attach and state_dir is None:
+            raise ValueError("attaching to a map store needs its state_dir")
         if state_dir is None:
             root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
             self.dir = Path(tempfile.mkdtemp(prefix="bpfmc-", dir=root))
@@ -372,7 +378,7 @@ class MapStore:
     def create(self, mdef: MapDef) -> Map:
         map_id = len(self.maps) + 1
         safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in mdef.name)[:64]
-        m = Map(mdef, self.dir / f"map-{map_id}-{safe}", ncpu=self.ncpu, map_id=map_id)
+        m = Map(mdef, self.dir / f"map-{map_id}-{safe}", ncpu=self.ncpu, map_id=map_id, create=not self.attach)
         self.maps.append(m)
         return m
 
