@@ -78,11 +78,12 @@ def headroom_of(kind):
 # as seven scalars, and a call per event with a dozen arrays cost more than a short program.
 
 @njit(cache=True)
-def begin_event(kind, head, src, length, frame0_h, stack_size, in_h, pkt_h, pkt_cap, ctx_h, ctx_size, pkt):
-    """Present an event (``length`` bytes at host address ``src``) to the program: a zeroed
-    outermost stack frame, and the input bytes (raw) or the packet and its context (XDP, tc,
-    socket filter). Registers are the caller's business."""
-    mo.mem_zero(frame0_h, stack_size)
+def begin_event(kind, head, src, length, frame0_h, stack_zero, in_h, pkt_h, pkt_cap, ctx_h, ctx_size, pkt):
+    """Present an event (``length`` bytes at host address ``src``) to the program: the
+    outermost stack frame zeroed (``stack_zero`` bytes: 0 for code that never uses the stack),
+    and the input bytes (raw) or the packet and its context (XDP, tc, socket filter).
+    Registers are the caller's business."""
+    mo.mem_zero(frame0_h, stack_zero)
     if kind == KIND_RAW:
         mo.mem_copy(in_h, src, length)
         return

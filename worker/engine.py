@@ -261,6 +261,11 @@ class Engine:
         self.decoded: DecodedProgram = decode_program(Program(self.image.code, name=self.program.name), m,
                                                       landings)
         self._stack = np.zeros(m.stack_size * m.call_depth, np.uint8)
+        # Code that never names r10 cannot reach the stack (helpers get stack pointers only from
+        # r10 too), so there is nothing to clear between its runs.
+        d = self.decoded
+        uses_stack = bool(np.any((d.dst == 10) | (d.src == 10)))
+        self._stack_zero = m.stack_size if uses_stack else 0
         self._regs = np.zeros(REG_SLOTS, np.uint64)
         self._frames = np.zeros((m.call_depth, interp.FRAME_COLS), np.uint64)
         self._core = new_core_state(core_id, m.clock_hz, seed, len(self.image.maps))
@@ -359,7 +364,8 @@ class Engine:
                 self.regions.table, self._maps_table, self._regs, self._frames, self._core, self._stack,
                 self._inbuf, self._pktbuf, self._ctxbuf, self._ctx_ptr, self._ctx_wmask, self.context.size,
                 self._pkt, self._log, self._logidx, self._logstate, self._scratch, self._entries,
-                np.int64(m.insn_budget), np.int64(m.stack_size), np.int64(m.call_depth), blob, offsets, done, used,
+                np.int64(m.insn_budget), np.int64(m.stack_size), np.int64(self._stack_zero), np.int64(m.call_depth),
+                blob, offsets, done, used,
                 res.r0, res.insns, res.cycles, res.status, res.pc, res.aux, res.meta, res.out_data, res.out_ctx)
             done += ran
             if done < n:  # the arena for changed packets filled up: continue in a bigger one

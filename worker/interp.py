@@ -516,7 +516,7 @@ def _tail_call_target(regs, maps, core, entries, tail_calls):
 @njit(cache=True, error_model="numpy", _nrt=False)
 def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, taken_extra, entry_pc, kind,
                regions, maps, regs, frames, core, stack, inbuf, pktbuf, ctxbuf, ctx_ptr, ctx_wmask, ctx_size,
-               pkt, log, logidx, logstate, scratch, entries, budget, stack_size, max_depth,
+               pkt, log, logidx, logstate, scratch, entries, budget, stack_size, stack_zero, max_depth,
                blob, offsets, first_run, used, out_r0, out_insns, out_cycles, out_status, out_pc, out_aux,
                out_meta, out_data, out_ctx):
     """Run events ``first_run ..`` of a batch: event ``e`` is ``blob[offsets[e]:offsets[e+1]]``,
@@ -541,7 +541,7 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, tak
             return e - first_run, used
         src = blob_h + np.uint64(offsets[e])
         begin_event(kind, head, src, length, np.uint64(stack.ctypes.data) + np.uint64(stack.shape[0] - stack_size),
-                    stack_size, np.uint64(inbuf.ctypes.data), np.uint64(pktbuf.ctypes.data), pktbuf.shape[0],
+                    stack_zero, np.uint64(inbuf.ctypes.data), np.uint64(pktbuf.ctypes.data), pktbuf.shape[0],
                     np.uint64(ctxbuf.ctypes.data), ctx_size, pkt)
         for i in range(regs.shape[0]):
             regs[i] = U0
