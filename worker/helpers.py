@@ -36,7 +36,7 @@ from .contexts import (
     PKT_REDIRECT_TARGET,
 )
 from .intrinsics import load_u8, load_u16, load_u32, load_u64, store_u8, store_u16, store_u32, store_u64
-from .memory import COL_BASE, COL_RLEN, COL_WLEN, FIRST_DYNAMIC_REGION, REGION_PACKET, REGION_SHIFT
+from .memory import COL_BASE, COL_RLEN, COL_WLEN, FIRST_DYNAMIC_REGION, REGION_PACKET, REGION_SHIFT, host_address
 
 # Linux helper ids (include/uapi/linux/bpf.h, __BPF_FUNC_MAPPER order).
 HELPER_NAMES = {
@@ -127,19 +127,6 @@ def map_value_region(index: int) -> int:
 
 
 # -- checked access to program memory ----------------------------------------------------------
-
-@njit(cache=True)
-def host_address(regions, addr, size, col):
-    """Host address of ``size`` bytes at tagged ``addr`` readable (COL_RLEN) or writable
-    (COL_WLEN), or 0."""
-    rid = addr >> SH
-    if rid >= np.uint64(regions.shape[0]):
-        return U0
-    off = addr & M32
-    if off + np.uint64(size) > regions[rid, col]:
-        return U0
-    return regions[rid, COL_BASE] + off
-
 
 @njit(cache=True)
 def _map_index(core, handle):

@@ -204,6 +204,7 @@ from .memory import (
     REGION_PACKET,
     REGION_SHIFT,
     REGION_STACK,
+    host_address,
 )
 
 # Run outcomes (``status``); everything but OK is a fault that ended the run.
@@ -243,16 +244,7 @@ def _sx32(x):
     return np.int64(x << S32) >> np.int64(32)
 
 
-@njit(cache=True, inline="always")
-def _host(regions, addr, size, limit_col):
-    """Host address of ``size`` bytes at tagged ``addr``, or 0 when not allowed."""
-    rid = addr >> SH
-    if rid >= np.uint64(regions.shape[0]):
-        return U0
-    off = addr & M32
-    if off + np.uint64(size) > regions[rid, limit_col]:
-        return U0
-    return regions[rid, COL_BASE] + off
+_host = host_address  # the engine's one bounds check (memory.py)
 
 
 @njit(cache=True)

@@ -10,6 +10,9 @@ writable.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
 
 REGION_SHIFT = 32
 OFFSET_MASK = (1 << REGION_SHIFT) - 1
@@ -67,3 +70,22 @@ class RegionTable:
     def describe(self, addr: int) -> str:
         region, offset = split_address(addr)
         return f"{self.name(region)}+{offset}"
+
+
+_SH = np.uint64(REGION_SHIFT)
+_M32 = np.uint64(OFFSET_MASK)
+
+
+@njit(cache=True, inline="always")
+def host_address(regions, addr, size, col):
+    """Host address of ``size`` bytes at tagged ``addr`` that may be read (``col`` =
+    COL_RLEN) or written (COL_WLEN), or 0 when the region or the bytes are out of bounds.
+    The one bounds check of the engine: every load, store, atomic and helper argument
+    passes here (inlined where it is used)."""
+    rid = addr >> _SH
+    if rid >= np.uint64(regions.shape[0]):
+        return np.uint64(0)
+    off = addr & _M32
+    if off + np.uint64(size) > regions[rid, col]:
+        return np.uint64(0)
+    return regions[rid, COL_BASE] + off
