@@ -352,6 +352,16 @@ def _unlink(desc, b, e):
 
 
 @njit(cache=True)
+def _lock_bucket_of(desc, key, owner):
+    """Hash ``key``, find its bucket and take the bucket's lock: (hash, bucket, lock stripe,
+    whether the lock was taken). Every writer of a hash map starts here."""
+    h = key_hash(key, desc[D_KEY_SIZE])
+    b = _bucket_of(desc, h)
+    stripe = _stripe(desc, b)
+    return h, b, stripe, lock_acquire(desc, stripe, owner)
+
+
+@njit(cache=True)
 def _update_found(desc, e, stripe, flags, value, cpu, all_cpus):
     if flags == BPF_NOEXIST:
         lock_release(desc, stripe)
@@ -366,10 +376,8 @@ def _update_found(desc, e, stripe, flags, value, cpu, all_cpus):
 @njit(cache=True)
 def hash_update(desc, key, value, flags, cpu, all_cpus, owner):
     ks = desc[D_KEY_SIZE]
-    h = key_hash(key, ks)
-    b = _bucket_of(desc, h)
-    stripe = _stripe(desc, b)
-    if not lock_acquire(desc, stripe, owner):
+    h, b, stripe, locked = _lock_bucket_of(desc, key, owner)
+    if not locked:
         return -EBUSY
     e = hash_find(desc, key, h)
     if e >= 0:
@@ -411,11 +419,8 @@ def hash_update(desc, key, value, flags, cpu, all_cpus, owner):
 
 @njit(cache=True)
 def hash_delete(desc, key, owner):
-    ks = desc[D_KEY_SIZE]
-    h = key_hash(key, ks)
-    b = _bucket_of(desc, h)
-    stripe = _stripe(desc, b)
-    if not lock_acquire(desc, stripe, owner):
+    h, b, stripe, locked = _lock_bucket_of(desc, key, owner)
+    if not locked:
         return -EBUSY
     e = hash_find(desc, key, h)
     if e < 0:
