@@ -9,6 +9,7 @@ result shape are built only when asked for.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,9 @@ from .contexts import (
 )
 from .decode import REG_SLOTS, DecodedProgram, decode_program
 from .helpers import (
+    CORE_CLOCK_HZ,
+    CORE_CYCLES,
+    CORE_TIME_BASE_NS,
     HELPER_BAD_MAP,
     HELPER_BAD_POINTER,
     HELPER_NAMES,
@@ -192,6 +196,43 @@ class BatchResult:
     def runs(self) -> list[dict]:
         return [self.run(i) for i in range(len(self))]
 
+    # -- crossing a process boundary --------------------------------------------------------
+    _WIRE_COLUMNS = ("r0", "insns", "cycles", "status", "pc", "aux", "meta", "out_ctx")
+
+    def wire(self) -> tuple:
+        """What a worker sends back: the columns, the used part of the changed-packet arena and
+        the logs, without the engine or the inputs (the receiver holds both)."""
+        off, ln = self.meta[:, batchmod.OM_DATA_OFF], self.meta[:, batchmod.OM_DATA_LEN]
+        used = int((off + ln)[off >= 0].max()) if (off >= 0).any() else 0
+        return (tuple(getattr(self, c) for c in self._WIRE_COLUMNS), self.out_data[:used], self.logs,
+                self.lost_records)
+
+    @classmethod
+    def gather(cls, engine: Engine, blob: np.ndarray, offsets: np.ndarray,
+               parts: Iterable[tuple[np.ndarray, tuple]], **extra) -> BatchResult:
+        """One result in event order from wire parts, each with the event indexes it holds.
+        ``engine`` runs the same image as the engines that made the parts (it names maps and
+        describes faults)."""
+        n = len(offsets) - 1
+        ctx_bytes = engine.context.size if engine.context.kind in (KIND_SKB, KIND_SOCKET) else 0
+        res = cls(r0=np.zeros(n, np.uint64), insns=np.zeros(n, np.int64), cycles=np.zeros(n, np.int64),
+                  status=np.zeros(n, np.int64), pc=np.zeros(n, np.int64), aux=np.zeros(n, np.uint64),
+                  meta=np.zeros((n, batchmod.OM_COLS), np.int64), out_data=np.zeros(0, np.uint8),
+                  out_ctx=np.zeros((n, ctx_bytes), np.uint8), blob=blob, offsets=offsets, engine=engine, **extra)
+        arenas, base = [], 0
+        for sel, (columns, arena, logs, lost) in parts:
+            for name, col in zip(cls._WIRE_COLUMNS, columns, strict=True):
+                getattr(res, name)[sel] = col
+            moved = res.meta[sel, batchmod.OM_DATA_OFF]
+            res.meta[sel, batchmod.OM_DATA_OFF] = np.where(moved >= 0, moved + base, moved)
+            arenas.append(arena)
+            base += len(arena)
+            for run, entries in logs.items():
+                res.logs[int(sel[run])] = entries
+            res.lost_records += lost
+        res.out_data = np.concatenate(arenas) if arenas else res.out_data
+        return res
+
     def totals(self) -> dict:
         t = {"runs": len(self), "faults": int(np.count_nonzero(self.faulted)),
              "insns": int(self.insns.sum()), "cycles": int(self.cycles.sum())}
@@ -269,6 +310,10 @@ class Engine:
         self._regs = np.zeros(REG_SLOTS, np.uint64)
         self._frames = np.zeros((m.call_depth, interp.FRAME_COLS), np.uint64)
         self._core = new_core_state(core_id, m.clock_hz, seed, len(self.image.maps))
+        # "virtual": ktime is the core's own cycles at the model's clock, so runs reproduce;
+        # "host": the host's monotonic clock at the start of each batch, advanced by the
+        # cycles run within it (what a live service shows).
+        self.clock = "virtual"
         self._scratch = np.zeros(8 + 64, np.uint64)  # 8 helper temporaries, then 512 bytes for map keys
         self._pkt = np.zeros(PKT_STATE_SIZE, np.int64)
         self._pkt[PKT_KIND] = self.context.kind
@@ -333,6 +378,8 @@ class Engine:
         """Run each input (``repeat`` times in a row) in order on this core; maps persist.
         Inputs are byte strings, or one blob plus a sequence of lengths."""
         blob, lengths = _pack(inputs)
+        if self.clock == "host":
+            self._follow_host_clock()
         if repeat < 1:
             raise ValueError("repeat must be at least 1")
         if repeat > 1 and len(lengths):
@@ -374,6 +421,12 @@ class Engine:
                 res.out_data = bigger
             self._collect_logs(res)
         return res
+
+    def _follow_host_clock(self) -> None:
+        core = self._core
+        cycles, hz = int(core[CORE_CYCLES]), int(core[CORE_CLOCK_HZ])
+        ran_ns = cycles // hz * 1_000_000_000 + cycles % hz * 1_000_000_000 // hz
+        core[CORE_TIME_BASE_NS] = max(time.monotonic_ns() - ran_ns, 0)
 
     def _collect_logs(self, res: BatchResult) -> None:
         st, idx, log = self._logstate, self._logidx, self._log

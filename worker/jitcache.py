@@ -15,14 +15,16 @@ from pathlib import Path
 
 import numba
 
-# Modules with no compiled code: editing them must not throw away a 30-60 s engine compile.
-_PURE_PYTHON = {"pool.py"}
+# Modules with no compiled code that no compiled module imports from (so no constant of theirs
+# is baked into a compiled function): editing them must not throw away a 30-60 s engine compile.
+# tests/test_jitcache.py keeps this list honest.
+PURE_PYTHON = {"pool.py", "replay.py", "engine.py", "maps.py", "image.py", "tracefmt.py"}
 
 
-def engine_fingerprint() -> str:
+def engine_fingerprint(root: Path | None = None) -> str:
     h = hashlib.sha256(numba.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name in _PURE_PYTHON:
+    for path in sorted((root or Path(__file__).parent).glob("*.py")):
+        if path.name in PURE_PYTHON:
             continue
         h.update(path.name.encode())
         h.update(path.read_bytes())

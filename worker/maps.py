@@ -291,6 +291,16 @@ class Map:
             if value is not None:
                 yield key, value
 
+    def release_locks(self, owners) -> int:
+        """Clear every lock word stamped with one of ``owners`` (lock ids of a process that died
+        holding them); returns how many. Plain stores are safe here: only a word's owner ever
+        changes a taken word, and that owner is gone."""
+        lay = self.layout
+        words = self.buf[lay.locks:lay.locks + 4 * lay.nlocks].view(np.uint32)
+        stale = np.isin(words, np.asarray(list(owners), np.uint32))
+        words[stale] = 0
+        return int(stale.sum())
+
     def per_cpu(self, value: bytes) -> list[bytes]:
         """Split a per-CPU lookup result into one value per CPU (padding dropped)."""
         s, vs = self.layout.stride, self.mdef.value_size

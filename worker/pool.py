@@ -19,21 +19,30 @@ and are pinned to one host CPU each where the affinity mask allows.
 
 from __future__ import annotations
 
+import collections
 import ctypes
+import mmap
 import os
+import queue
 import shutil
 import signal
 import tempfile
+import threading
+import time
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .engine import BatchResult
 from .model import HardwareModel
 from .steering import Steering
 
 PR_SET_PDEATHSIG = 1
+QUEUE_DEPTH = 2  # batches queued per worker beyond the one it runs: then producers wait
+REPLACE_TIMEOUT = 60.0  # how long a batch waits for a dead worker's replacement to attach
 _CTX = None
 
 
@@ -65,9 +74,35 @@ def context():
     return _CTX
 
 
+# -- per-core batch counters -----------------------------------------------------------------
+
+class _CoreSeq:
+    """One u64 per emulated core in a shared file: odd while the core runs a batch, even
+    between batches. Readers of per-CPU rows use it like a seqlock, so they see each core's row
+    as it stood between two of that core's batches."""
+
+    def __init__(self, path: Path, ncores: int, *, create: bool):
+        size = 8 * ncores
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+            self._mmap = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.words = np.frombuffer(self._mmap, np.uint64)
+
+    def close(self) -> None:
+        self.words = None
+        try:
+            self._mmap.close()
+        except BufferError:
+            pass  # a view is still alive somewhere; the mapping goes with the process
+
+
 # -- the worker process ----------------------------------------------------------------------
 
-def _worker_main(conn, index: int, cpu: int | None) -> None:
+def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) -> None:
     # Die with the parent (the fork server; it exits when the machine's process does), so no
     # worker is left running an emulated core nobody can talk to.
     try:
@@ -82,6 +117,8 @@ def _worker_main(conn, index: int, cpu: int | None) -> None:
     from .engine import Engine
     from .maps import MapStore
 
+    seq = _CoreSeq(Path(seq_path), ncores, create=False).words
+    one = np.uint64(1)
     handles: dict[int, dict[int, Engine]] = {}
     while True:
         try:
@@ -93,12 +130,14 @@ def _worker_main(conn, index: int, cpu: int | None) -> None:
             if kind == "stop":
                 break
             if kind == "load":
-                _, h, obj, program, model, cores, seed, state_dir = msg
+                _, h, obj, program, model, cores, seed, state_dir, clock = msg
                 ncpu = HardwareModel.load(model).cores
                 # One attached store per core: a store hands out map ids in creation order, and
                 # every engine must see the ids (and files) the parent's link gave the maps.
                 engines = {c: Engine.from_object(obj, program, model, cpu=c, seed=seed,
                                                  store=MapStore(state_dir, ncpu=ncpu, attach=True)) for c in cores}
+                for e in engines.values():
+                    e.clock = clock
                 handles[h] = engines
                 conn.send(("ok", None))
             elif kind == "unload":
@@ -108,17 +147,21 @@ def _worker_main(conn, index: int, cpu: int | None) -> None:
             elif kind == "run":
                 _, h, core_ids, counts, blob, lengths = msg
                 engines = handles[h]
-                n = len(lengths)
-                out = (np.zeros(n, np.uint64), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64))
+                parts = []
                 i, b = 0, 0
                 for c, k in zip(core_ids.tolist(), counts.tolist(), strict=True):
                     ln = lengths[i:i + k]
                     nbytes = int(ln.sum())
-                    res = engines[c].run_batch((blob[b:b + nbytes], ln))
-                    out[0][i:i + k], out[1][i:i + k] = res.r0, res.insns
-                    out[2][i:i + k], out[3][i:i + k] = res.cycles, res.status
+                    seq[c] += one
+                    t0 = time.perf_counter_ns()
+                    try:
+                        res = engines[c].run_batch((blob[b:b + nbytes], ln))
+                    finally:
+                        busy = time.perf_counter_ns() - t0
+                        seq[c] += one
+                    parts.append((k, res.wire(), busy))
                     i, b = i + k, b + nbytes
-                conn.send(("ok", out))
+                conn.send(("ok", parts))
             else:
                 conn.send(("err", f"unknown request {kind!r}"))
         except Exception as e:  # report and keep serving: one bad request must not kill a core
@@ -128,135 +171,332 @@ def _worker_main(conn, index: int, cpu: int | None) -> None:
             e.store.close()
 
 
-# -- the parent ------------------------------------------------------------------------------
+# -- talking to one worker -------------------------------------------------------------------
+
+class _Link:
+    """A worker process and the two threads that talk to it: a sender that takes requests from
+    a bounded queue (a producer that outruns the worker waits in ``call``) and a receiver that
+    matches replies to requests in order. The socket carries both directions at once, so the
+    worker always has its next batch waiting while the parent gathers the last one."""
+
+    def __init__(self, w: int, cores: list[int], proc, conn, on_death):
+        self.w, self.cores, self.proc, self.conn = w, cores, proc, conn
+        self._on_death = on_death
+        self._pending: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._inflight: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self.dead: BaseException | None = None
+        self.stopping = False
+        self.unreplaceable = False
+        self._sender = threading.Thread(target=self._send_loop, name=f"bpfmc-send-{w}", daemon=True)
+        self._receiver = threading.Thread(target=self._recv_loop, name=f"bpfmc-recv-{w}", daemon=True)
+        self._sender.start()
+        self._receiver.start()
+
+    def call(self, msg) -> Future:
+        fut: Future = Future()
+        if self.dead is not None:
+            fut.set_exception(self.dead)
+            return fut
+        self._pending.put((msg, fut))
+        return fut
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._pending.get()
+            if item is None:
+                return
+            msg, fut = item
+            with self._lock:
+                if self.dead is not None:
+                    fut.set_exception(self.dead)
+                    continue
+                self._inflight.append(fut)
+            try:
+                self.conn.send(msg)
+            except (OSError, ValueError, EOFError):
+                pass  # the receiver sees the worker's end and fails what is in flight
+
+    def _recv_loop(self) -> None:
+        while True:
+            try:
+                status, payload = self.conn.recv()
+            except (EOFError, OSError, ValueError, TypeError):
+                break
+            with self._lock:
+                fut = self._inflight.popleft()
+            if status == "ok":
+                fut.set_result(payload)
+            else:
+                fut.set_exception(PoolError(payload))
+        if self.stopping:
+            return
+        self.proc.join(timeout=2)
+        code = self.proc.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self._fail(WorkerDied(f"worker {self.w} (pid {self.proc.pid}, cores {self.cores}) died ({how}); its "
+                              "part of a batch in flight may be partially applied and was not retried"))
+        self._on_death(self)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self.dead = exc
+            while self._inflight:
+                self._inflight.popleft().set_exception(exc)
+
+    def stop(self, timeout: float = 5) -> bool:
+        """Queue a stop behind what is already queued; False if the queue stayed full."""
+        self.stopping = True
+        try:
+            self._pending.put((("stop",), Future()), timeout=timeout)
+            self._pending.put(None, timeout=timeout)
+        except queue.Full:
+            return False
+        return True
+
+
+# -- results and statistics ------------------------------------------------------------------
 
 @dataclass
-class PoolResult:
-    """Result columns of one batch, one row per event, in event order."""
+class PoolResult(BatchResult):
+    """A batch's results in event order (see :class:`BatchResult`), plus the emulated core that
+    ran each event."""
 
-    r0: np.ndarray  # uint64
-    insns: np.ndarray  # int64
-    cycles: np.ndarray  # int64
-    status: np.ndarray  # int64, 0 = ok
-    core: np.ndarray  # int32, the emulated core that ran the event
+    core: np.ndarray = None  # int32
 
-    def __len__(self) -> int:
-        return len(self.r0)
+    def run(self, i: int) -> dict:
+        out = super().run(i)
+        out["core"] = int(self.core[i])
+        return out
+
+
+class _Counts:
+    """Exact distribution of a per-event figure: value -> events. Programs take few distinct
+    paths, so this stays small and percentiles are exact."""
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+        self.total = 0
+        self.events = 0
+
+    def add(self, values: np.ndarray) -> None:
+        if not len(values):
+            return
+        vals, n = np.unique(values, return_counts=True)
+        for v, c in zip(vals.tolist(), n.tolist(), strict=True):
+            self.counts[v] = self.counts.get(v, 0) + c
+        self.total += int(values.sum())
+        self.events += len(values)
+
+    def percentile(self, q: float) -> int:
+        rank, seen = q / 100 * self.events, 0
+        for v in sorted(self.counts):
+            seen += self.counts[v]
+            if seen >= rank:
+                return v
+        return 0
+
+    def summary(self) -> dict:
+        if not self.events:
+            return {"total": 0, "mean": 0.0, "p50": 0, "p99": 0}
+        return {"total": self.total, "mean": self.total / self.events, "p50": self.percentile(50),
+                "p99": self.percentile(99)}
+
+
+@dataclass
+class _ProgramStats:
+    name: str
+    events: int = 0
+    faults: int = 0
+    insns: _Counts = field(default_factory=_Counts)
+    cycles: _Counts = field(default_factory=_Counts)
+    wall_ns: int = 0  # time with at least one of its batches in flight
+    in_flight: int = 0
+    since: int = 0
 
 
 @dataclass
 class _Loaded:
-    engine: object  # the parent's Engine: never runs, holds the maps' mapping for reads
+    engine: object  # the parent's Engine: never runs; holds the maps' mapping for reads
     state_dir: Path
     obj: bytes
     program: str | None
+    stats: _ProgramStats
     steering: dict[str, Steering] = field(default_factory=dict)
 
 
-class Machine:
-    """``model.cores`` emulated cores on ``workers`` host processes. Use as a context manager."""
+class PoolFuture:
+    """A submitted batch. ``result()`` waits for every worker's part and returns the
+    :class:`PoolResult`; a worker that died with its part in flight makes it raise
+    :class:`WorkerDied` (the other parts ran and stay applied)."""
 
-    def __init__(self, model: HardwareModel | str = "generic", *, workers: int | None = None, seed: int = 0):
+    def __init__(self, machine: Machine, handle: int, blob, offsets, cores, parts):
+        self._machine, self._handle = machine, handle
+        self._blob, self._offsets, self._cores, self._parts = blob, offsets, cores, parts
+        self._result: PoolResult | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._result is not None or self._error is not None or all(f.done() for _, f in self._parts)
+
+    def result(self, timeout: float | None = None) -> PoolResult:
+        if self._result is None and self._error is None:
+            self._collect(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def _collect(self, timeout: float | None) -> None:
+        gathered, busy, errors = [], np.zeros(self._machine.ncores, np.int64), []
+        for sel, fut in self._parts:
+            try:
+                chunks = fut.result(timeout)
+            except (PoolError, WorkerDied) as e:
+                errors.append(e)
+                continue
+            i = 0
+            for k, wire, busy_ns in chunks:
+                gathered.append((sel[i:i + k], wire))
+                busy[int(self._cores[sel[i]])] += busy_ns
+                i += k
+        m = self._machine
+        ld = m._handles.get(self._handle)
+        if errors or ld is None:
+            m._finish(self._handle, None, None, busy)
+            err = next((e for e in errors if isinstance(e, WorkerDied)), errors[0] if errors else None)
+            self._error = err or PoolError(f"program {self._handle} was unloaded while its batch ran")
+            return
+        self._result = PoolResult.gather(ld.engine, self._blob, self._offsets, gathered, core=self._cores)
+        m._finish(self._handle, self._result, self._cores, busy)
+
+
+# -- the parent ------------------------------------------------------------------------------
+
+class Machine:
+    """``model.cores`` emulated cores on ``workers`` host processes. Use as a context manager.
+
+    ``deterministic=True``: ``bpf_ktime_get_ns`` reads each core's virtual clock and the random
+    streams start from ``seed`` (0 unless given), so a run reproduces bit for bit. Otherwise
+    ktime follows the host's monotonic clock and the seed is random unless given."""
+
+    def __init__(self, model: HardwareModel | str = "generic", *, workers: int | None = None,
+                 seed: int | None = None, deterministic: bool = False):
         self.model = HardwareModel.load(model)
         self.ncores = self.model.cores
-        self.nworkers = min(workers or os.cpu_count() or 1, self.ncores)
-        if self.nworkers < 1:
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers!r}")
+        self.nworkers = min(workers or usable, self.ncores)
+        self.deterministic = deterministic
+        if seed is None:
+            seed = 0 if deterministic else int.from_bytes(os.urandom(4), "little")
         self.seed = seed
+        self.clock = "virtual" if deterministic else "host"
         self._ctx = context()
         root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self.state_dir = Path(tempfile.mkdtemp(prefix="bpfmc-pool-", dir=root))
+        self._seq = _CoreSeq(self.state_dir / "cores.seq", self.ncores, create=True)
         self._handles: dict[int, _Loaded] = {}
         self._next_handle = 1
-        self._procs: list = [None] * self.nworkers
-        self._conns: list = [None] * self.nworkers
+        self._links: list[_Link | None] = [None] * self.nworkers
+        self._admin = threading.RLock()  # loads, unloads and worker replacement
+        self._stats_lock = threading.Lock()
         self._events = np.zeros(self.ncores, np.int64)
         self._insns = np.zeros(self.ncores, np.int64)
         self._cycles = np.zeros(self.ncores, np.int64)
+        self._busy = np.zeros(self.ncores, np.int64)
+        self.replaced = 0
         self._closed = False
         try:
             for w in range(self.nworkers):
-                self._spawn(w)
+                self._links[w] = self._spawn(w)
         except BaseException:
             self.close()
             raise
 
     # -- workers --------------------------------------------------------------------------
-    def _spawn(self, w: int) -> None:
+    def _start_process(self, w: int):
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         cpu = allowed[w % len(allowed)] if allowed else None
         parent, child = self._ctx.Pipe(duplex=True)
-        p = self._ctx.Process(target=_worker_main, args=(child, w, cpu), name=f"bpfmc-worker-{w}", daemon=True)
+        p = self._ctx.Process(target=_worker_main, args=(child, w, cpu, str(self.state_dir / "cores.seq"),
+                                                         self.ncores),
+                              name=f"bpfmc-worker-{w}", daemon=True)
         p.start()
         child.close()  # so the parent's recv sees EOF when the worker dies
-        self._procs[w], self._conns[w] = p, parent
+        return p, parent
+
+    def _spawn(self, w: int) -> _Link:
+        """A new worker with every loaded program attached, then its link."""
+        p, conn = self._start_process(w)
+        for h, ld in self._handles.items():
+            conn.send(self._load_msg(h, ld, w))
+            status, payload = conn.recv()
+            if status != "ok":
+                p.kill()
+                raise PoolError(f"starting worker {w}: {payload}")
+        return _Link(w, self.cores_of(w), p, conn, self._worker_died)
+
+    def _worker_died(self, link: _Link) -> None:
+        """Runs on the dead worker's receiver thread: free what it held, then replace it."""
+        with self._admin:
+            if self._closed or self._links[link.w] is not link:
+                return
+            cores = self.cores_of(link.w)
+            owners = [c + 1 for c in cores]  # the lock owner id of core c (helpers: cpu + 1)
+            for ld in self._handles.values():
+                for mp in ld.engine.image.maps:
+                    mp.release_locks(owners)
+            words = self._seq.words
+            for c in cores:  # a batch cut short leaves its core's counter odd
+                if int(words[c]) & 1:
+                    words[c] += np.uint64(1)
+            try:
+                link.conn.close()
+            except OSError:
+                pass
+            try:
+                self._links[link.w] = self._spawn(link.w)
+                self.replaced += 1
+            except Exception as e:  # keep the dead link: calls fail with this reason
+                link.dead = PoolError(f"worker {link.w} died and could not be replaced: {e}")
+                link.unreplaceable = True
+
+    def _link(self, w: int) -> _Link:
+        """Worker w's link; while a dead worker is being replaced, wait for its successor, so
+        a batch that was never sent to the dead worker does not fail with it."""
+        ln = self._links[w]
+        deadline = time.monotonic() + REPLACE_TIMEOUT
+        while (ln.dead is not None or not ln.proc.is_alive()) and not ln.unreplaceable:
+            if self._closed or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+            ln = self._links[w]
+        return ln
 
     def cores_of(self, w: int) -> list[int]:
         return list(range(w, self.ncores, self.nworkers))
 
     def worker_pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p is not None]
+        return [ln.proc.pid for ln in self._links if ln is not None]
 
-    def _died(self, w: int, doing: str) -> WorkerDied:
-        p = self._procs[w]
-        p.join(timeout=1)
-        code = p.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return WorkerDied(f"worker {w} (pid {p.pid}, cores {self.cores_of(w)}) died ({how}) during {doing}; "
-                          "its part of the batch may be partially applied and was not retried")
-
-    def _request(self, targets: dict[int, tuple], doing: str) -> dict[int, object]:
-        """Send one message to each worker in ``targets``, then gather every reply, so the
-        workers run in parallel. A dead worker is reported after all live ones answered, so
-        no reply is left in a pipe to be mistaken for the next request's."""
+    def _call_all(self, msgs: dict[int, tuple], doing: str) -> dict[int, object]:
         self._check_open()
-        dead: list[int] = []
-        for w, msg in targets.items():
+        futs = {w: self._link(w).call(msg) for w, msg in msgs.items()}
+        out, errors = {}, []
+        for w, f in futs.items():
             try:
-                self._conns[w].send(msg)
-            except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
-                dead.append(w)
-        replies: dict[int, object] = {}
-        errors: list[str] = []
-        for w in targets:
-            if w in dead:
-                continue
-            try:
-                status, payload = self._conns[w].recv()
-            except (EOFError, ConnectionResetError, OSError):
-                dead.append(w)
-                continue
-            if status == "ok":
-                replies[w] = payload
-            else:
-                errors.append(f"worker {w}: {payload}")
-        if dead:
-            err = self._died(dead[0], doing)
-            for w in dead:
-                self._replace(w)
-            raise err
+                out[w] = f.result()
+            except (PoolError, WorkerDied) as e:
+                errors.append(f"worker {w}: {e}")
         if errors:
             raise PoolError(f"{doing} failed: " + "\n".join(errors))
-        return replies
-
-    def _replace(self, w: int) -> None:
-        """Start a new worker in a dead one's place and attach it to every loaded program, so
-        the machine keeps all its cores. Map state is whatever the dead worker left (a bucket
-        lock it held is not released yet)."""
-        try:
-            self._conns[w].close()
-        except OSError:
-            pass
-        self._spawn(w)
-        for h, ld in self._handles.items():
-            self._conns[w].send(self._load_msg(h, ld, w))
-            status, payload = self._conns[w].recv()
-            if status != "ok":
-                raise PoolError(f"replacing worker {w}: {payload}")
+        return out
 
     # -- programs -------------------------------------------------------------------------
     def _load_msg(self, h: int, ld: _Loaded, w: int) -> tuple:
-        return ("load", h, ld.obj, ld.program, self.model, self.cores_of(w), self.seed, str(ld.state_dir))
+        return ("load", h, ld.obj, ld.program, self.model, self.cores_of(w), self.seed, str(ld.state_dir),
+                self.clock)
 
     def load(self, object_path: str | Path | bytes, program: str | None = None) -> int:
         """Link an object once here (its maps created and initialised), then on every core."""
@@ -265,34 +505,41 @@ class Machine:
 
         self._check_open()
         obj = object_path if isinstance(object_path, bytes) else Path(object_path).read_bytes()
-        h = self._next_handle
-        self._next_handle += 1
-        state_dir = self.state_dir / f"prog-{h}"
-        store = MapStore(state_dir, ncpu=self.ncores)
-        try:
-            engine = Engine.from_object(obj, program, self.model, cpu=0, seed=self.seed, store=store)
-        except BaseException:
-            store.close()
-            shutil.rmtree(state_dir, ignore_errors=True)
-            raise
-        ld = _Loaded(engine, state_dir, obj, program)
-        self._handles[h] = ld
-        try:
-            self._request({w: self._load_msg(h, ld, w) for w in range(self.nworkers)}, f"load of program {h}")
-        except BaseException:
-            self.unload(h)
-            raise
+        with self._admin:
+            h = self._next_handle
+            self._next_handle += 1
+            state_dir = self.state_dir / f"prog-{h}"
+            store = MapStore(state_dir, ncpu=self.ncores)
+            try:
+                engine = Engine.from_object(obj, program, self.model, cpu=0, seed=self.seed, store=store)
+            except BaseException:
+                store.close()
+                shutil.rmtree(state_dir, ignore_errors=True)
+                raise
+            ld = _Loaded(engine, state_dir, obj, program, _ProgramStats(engine.program.name))
+            self._handles[h] = ld
+            try:
+                self._call_all({w: self._load_msg(h, ld, w) for w in range(self.nworkers)}, f"load of program {h}")
+            except BaseException:
+                self.unload(h)
+                raise
         return h
 
     def unload(self, handle: int) -> None:
-        ld = self._handles.pop(handle)
-        live = {w: ("unload", handle) for w in range(self.nworkers) if self._procs[w].is_alive()}
-        try:
-            self._request(live, f"unload of program {handle}")
-        except PoolError:
-            pass  # a worker that never loaded it has nothing to drop
+        with self._admin:
+            ld = self._handles.pop(handle)
+            futs = [ln.call(("unload", handle)) for ln in self._links if ln is not None and ln.dead is None]
+        for f in futs:
+            try:
+                f.result(timeout=30)
+            except (PoolError, WorkerDied):
+                pass  # a worker that never loaded it has nothing to drop
         ld.engine.store.close()
         shutil.rmtree(ld.state_dir, ignore_errors=True)
+
+    def program(self, handle: int):
+        """The parent's :class:`Engine` of a loaded program (its image, maps and context)."""
+        return self._loaded(handle).engine
 
     def _loaded(self, handle: int) -> _Loaded:
         self._check_open()
@@ -311,24 +558,38 @@ class Machine:
             return ld.steering[steering].steer(blob, offsets)
         return Steering(self.ncores, "core").steer(blob, offsets, np.asarray(steering))
 
-    def run(self, handle: int, events: tuple, steering="rr") -> PoolResult:
-        """Run a batch ``(blob, lengths)``; results in event order."""
-        self._loaded(handle)
+    def submit(self, handle: int, events: tuple, steering="rr", *, recorder=None) -> PoolFuture:
+        """Queue a batch ``(blob, lengths)`` and return at once with a :class:`PoolFuture`; waits
+        only while the workers are a full queue behind (back-pressure, nothing dropped).
+        Batches of one submitter complete in submission order on every core."""
+        from .engine import ETH_HLEN, EventError
+
+        ld = self._loaded(handle)
         blob = np.ascontiguousarray(np.frombuffer(events[0], np.uint8) if isinstance(events[0], bytes | bytearray)
                                     else events[0], np.uint8)
         lengths = np.asarray(events[1], np.int64)
         if (lengths < 0).any() or int(lengths.sum()) != len(blob):
             raise ValueError("lengths must be non-negative and add up to the blob's size")
+        if ld.engine.prog_type != "raw" and len(lengths) and int(lengths.min()) < ETH_HLEN:
+            i = int(np.argmin(lengths))
+            raise EventError(f"event {i}: a {ld.engine.prog_type} program needs an Ethernet frame of at least "
+                             f"{ETH_HLEN} bytes, got {int(lengths[i])}")
         n = len(lengths)
         offsets = np.zeros(n + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
         cores = self.steer(handle, blob, offsets, steering).astype(np.int32)
+        if recorder is not None:
+            recorder.add(blob, lengths, cores)
         # Events grouped by core, each core's in arrival order (a stable sort), so a worker runs
         # one contiguous slice per core.
         order = np.argsort(cores, kind="stable")
         worker_of = cores[order] % self.nworkers
-        msgs: dict[int, tuple] = {}
-        picks: dict[int, np.ndarray] = {}
+        parts = []
+        with self._stats_lock:
+            st = ld.stats
+            if st.in_flight == 0:
+                st.since = time.perf_counter_ns()
+            st.in_flight += 1
         for w in range(self.nworkers):
             sel = order[worker_of == w]
             if not len(sel):
@@ -339,49 +600,131 @@ class Machine:
             within = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
             sub = blob[np.repeat(starts, ln) + within]
             core_ids, counts = np.unique(cores[sel], return_counts=True)
-            msgs[w] = ("run", handle, core_ids.astype(np.int64), counts.astype(np.int64), sub, ln)
-            picks[w] = sel
-        res = PoolResult(np.zeros(n, np.uint64), np.zeros(n, np.int64), np.zeros(n, np.int64),
-                         np.zeros(n, np.int64), cores)
-        replies = self._request(msgs, f"batch of {n} events")
-        for w, (r0, insns, cycles, status) in replies.items():
-            sel = picks[w]
-            res.r0[sel], res.insns[sel], res.cycles[sel], res.status[sel] = r0, insns, cycles, status
-        self._events += np.bincount(cores, minlength=self.ncores)
-        # add.at, not bincount(weights=): bincount sums in float64, inexact past 2**53 cycles
-        np.add.at(self._insns, cores, res.insns)
-        np.add.at(self._cycles, cores, res.cycles)
-        return res
+            msg = ("run", handle, core_ids.astype(np.int64), counts.astype(np.int64), sub, ln)
+            parts.append((sel, self._link(w).call(msg)))
+        return PoolFuture(self, handle, blob, offsets, cores, parts)
 
-    # -- maps and stats -------------------------------------------------------------------
-    def map_read(self, handle: int, name: str, view: str = "raw") -> dict[bytes, bytes]:
-        """Every entry of a map, read from the parent's own mapping of the shared files.
-        ``raw``: the kernel's layout (per-CPU: one padded row per emulated core);
-        ``sum``/``min``/``max``: per-CPU rows merged per integer field."""
-        from .maps import merge_values
+    def run(self, handle: int, events: tuple, steering="rr", *, recorder=None) -> PoolResult:
+        """Run a batch ``(blob, lengths)`` and wait for it; results in event order."""
+        return self.submit(handle, events, steering, recorder=recorder).result()
 
-        if view not in ("raw", "sum", "min", "max"):
-            raise ValueError(f"unknown map view {view!r} (raw, sum, min, max)")
+    def _finish(self, handle: int, res: PoolResult | None, cores, busy: np.ndarray) -> None:
+        with self._stats_lock:
+            self._busy += busy
+            ld = self._handles.get(handle)
+            if ld is not None:
+                st = ld.stats
+                st.in_flight -= 1
+                if st.in_flight == 0:
+                    st.wall_ns += time.perf_counter_ns() - st.since
+            if res is None:
+                return
+            self._events += np.bincount(cores, minlength=self.ncores)
+            # add.at, not bincount(weights=): bincount sums in float64, inexact past 2**53 cycles
+            np.add.at(self._insns, cores, res.insns)
+            np.add.at(self._cycles, cores, res.cycles)
+            if ld is not None:
+                st.events += len(res)
+                st.faults += int(np.count_nonzero(res.status))
+                st.insns.add(res.insns)
+                st.cycles.add(res.cycles)
+
+    # -- maps -----------------------------------------------------------------------------
+    def _map(self, handle: int, name: str):
         ld = self._loaded(handle)
         mp = ld.engine.map(name)
         fields = next(s.value_fields for m, s in zip(ld.engine.image.maps, ld.engine.image.setups, strict=True)
                       if m is mp)
-        out = {}
-        for key, value in mp.items():
-            if view != "raw" and mp.mdef.per_cpu:
-                value = merge_values(mp.per_cpu(value), view, fields)
-            out[key] = value
-        return out
+        return mp, fields
+
+    def _items_between_batches(self, mp) -> list[tuple[bytes, bytes]]:
+        """A per-CPU map's entries with every core's row as it stood between two of that core's
+        batches: read when no core is inside a batch and no batch ended meanwhile; under steady
+        load, core by core (each core's rows taken between two of its own batches)."""
+        words = self._seq.words
+        for _ in range(50):
+            before = words.copy()
+            if not (before & np.uint64(1)).any():
+                items = list(mp.items())
+                if (words == before).all():
+                    return items
+            time.sleep(0.0002)
+        stride, ncpu = mp.layout.stride, mp.layout.ncpu
+        rows: dict[bytes, bytearray] = {}
+        deadline = time.monotonic() + 30
+        for c in range(ncpu):
+            while True:
+                seen = int(words[c])
+                if not seen & 1:
+                    got = {k: v[c * stride:(c + 1) * stride] for k, v in mp.items()}
+                    if int(words[c]) == seen:
+                        break
+                if time.monotonic() > deadline:
+                    raise PoolError(f"map {mp.name!r}: core {c} stayed inside one batch for 30 s; no consistent read")
+                time.sleep(0.0002)
+            for k, row in got.items():
+                rows.setdefault(k, bytearray(stride * ncpu))[c * stride:(c + 1) * stride] = row
+        return [(k, bytes(v)) for k, v in rows.items()]
+
+    def map_read(self, handle: int, name: str, view: str = "raw") -> dict[bytes, bytes]:
+        """Every entry of a map, read from the parent's own mapping of the shared files.
+        ``raw``: the kernel's layout (per-CPU: one padded row per emulated core);
+        ``sum``/``min``/``max``: per-CPU rows merged per integer field (BTF, else per word)."""
+        from .maps import merge_values
+
+        if view not in ("raw", "sum", "min", "max"):
+            raise ValueError(f"unknown map view {view!r} (raw, sum, min, max)")
+        mp, fields = self._map(handle, name)
+        if not mp.mdef.per_cpu:
+            return dict(mp.items())
+        items = self._items_between_batches(mp)
+        if view == "raw":
+            return dict(items)
+        return {k: merge_values(mp.per_cpu(v), view, fields) for k, v in items}
+
+    def map_dump(self, handle: int) -> dict:
+        """Every map of the program in DESIGN's JSON shape (per-CPU: rows and their sum)."""
+        from .engine import dump_map
+
+        eng = self._loaded(handle).engine
+        return {mp.name: dump_map(mp, s.value_fields) for mp, s in zip(eng.image.maps, eng.image.setups,
+                                                                       strict=True)}
+
+    def map_update(self, handle: int, name: str, key: bytes, value: bytes, flags: int = 0) -> None:
+        """Control-plane update, atomic with respect to the running cores (kernel flags and
+        errors: BPF_ANY/NOEXIST/EXIST; -EEXIST, -ENOENT, -E2BIG as MapError)."""
+        self._map(handle, name)[0].update(key, value, flags)
+
+    def map_delete(self, handle: int, name: str, key: bytes) -> None:
+        self._map(handle, name)[0].delete(key)
 
     def map(self, handle: int, name: str):
         """The parent's :class:`Map` view (control-plane updates go through it)."""
-        return self._loaded(handle).engine.map(name)
+        return self._map(handle, name)[0]
 
+    # -- statistics -----------------------------------------------------------------------
     def stats(self) -> dict:
-        return {"cores": self.ncores, "workers": self.nworkers,
-                "per_core": [{"core": c, "worker": c % self.nworkers, "events": int(self._events[c]),
-                              "insns": int(self._insns[c]), "cycles": int(self._cycles[c])}
-                             for c in range(self.ncores)]}
+        """Per emulated core and per program figures, with the hardware model's estimate of the
+        sustainable event rate on the modelled target next to the rate measured on this host."""
+        m = self.model
+        with self._stats_lock:
+            per_core = [{"core": c, "worker": c % self.nworkers, "events": int(self._events[c]),
+                         "insns": int(self._insns[c]), "cycles": int(self._cycles[c]),
+                         "busy_ms": round(int(self._busy[c]) / 1e6, 3)} for c in range(self.ncores)]
+            programs = {}
+            for h, ld in self._handles.items():
+                st = ld.stats
+                cyc = st.cycles.summary()
+                wall = st.wall_ns + (time.perf_counter_ns() - st.since if st.in_flight else 0)
+                programs[h] = {
+                    "name": st.name, "events": st.events, "faults": st.faults,
+                    "insns": st.insns.summary(), "cycles": cyc,
+                    "model_events_per_s": (m.clock_hz * self.ncores / cyc["mean"]) if cyc["mean"] else None,
+                    "host_events_per_s": (st.events / (wall / 1e9)) if wall else None,
+                }
+        return {"model": m.name, "cores": self.ncores, "workers": self.nworkers, "clock_hz": m.clock_hz,
+                "deterministic": self.deterministic, "seed": self.seed, "replaced_workers": self.replaced,
+                "per_core": per_core, "programs": programs}
 
     # -- lifetime -------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -389,27 +732,27 @@ class Machine:
             raise PoolError("the machine is closed")
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for w, p in enumerate(self._procs):
-            if p is None:
-                continue
+        with self._admin:
+            if self._closed:
+                return
+            self._closed = True
+        links = [ln for ln in self._links if ln is not None]
+        stopped = [ln.stop() for ln in links]
+        for ln, ok in zip(links, stopped, strict=True):
+            ln.proc.join(timeout=5 if ok else 0)
+            if ln.proc.is_alive():  # wedged in a long batch: it holds nothing we still need
+                ln.proc.kill()
+                ln.proc.join(timeout=5)
+            ln._fail(PoolError("the machine is closed"))
             try:
-                self._conns[w].send(("stop",))
-            except (OSError, ValueError):
+                ln._pending.put_nowait(None)
+            except queue.Full:
                 pass
-        for w, p in enumerate(self._procs):
-            if p is None:
-                continue
-            p.join(timeout=5)
-            if p.is_alive():  # wedged in a long batch: it holds nothing we still need
-                p.kill()
-                p.join(timeout=5)
-            self._conns[w].close()
+            ln.conn.close()
         for ld in self._handles.values():
             ld.engine.store.close()
         self._handles.clear()
+        self._seq.close()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def __enter__(self) -> Machine:
