@@ -136,7 +136,8 @@ def _make_engine(args, model):
         raise CliError(f"{args.program}: {e.args[0] if isinstance(e, KeyError) else e}") from None
 
 
-def _apply_map_updates(engine, updates: list[str]) -> None:
+def _apply_map_updates(update, updates: list[str]) -> None:
+    """``update(name, key, value)`` for each MAP:KEYHEX:VALUEHEX, in order."""
     from bpfmc.worker.image import LinkError
     from bpfmc.worker.maps import MapError
 
@@ -146,65 +147,205 @@ def _apply_map_updates(engine, updates: list[str]) -> None:
             raise CliError(f"--map-update {spec!r}: expected MAP:KEYHEX:VALUEHEX")
         name, key, value = parts
         try:
-            engine.map_update(name, _parse_hex(key, "--map-update key"), _parse_hex(value, "--map-update value"))
-        except (LinkError, MapError) as e:
+            update(name, _parse_hex(key, "--map-update key"), _parse_hex(value, "--map-update value"))
+        except (LinkError, MapError, KeyError) as e:
             raise CliError(f"--map-update {spec!r}: {e}") from None
 
 
+def _uses_pool(args, model) -> bool:
+    """The pool runs whenever the user asks for anything multi-core; ``--cpu N`` alone (or a
+    one-core model) keeps the single in-process engine, which starts faster."""
+    if args.workers is not None or args.steer or args.record or args.replay or args.deterministic:
+        return True
+    return args.cpu is None and model.cores > 1
+
+
 def cmd_exec(args) -> int:
-    from bpfmc.worker.engine import EventError
     from bpfmc.worker.model import HardwareModel, ModelError
 
     try:
         model = HardwareModel.load(args.model)
     except ModelError as e:
         raise CliError(str(e)) from None
-    if args.cpu < 0:
-        raise CliError("--cpu must be at least 0")
     if args.cores is not None:
         if args.cores < 1:
             raise CliError("--cores must be at least 1")
-        if args.cpu >= args.cores:
-            raise CliError(f"--cpu {args.cpu} does not exist with --cores {args.cores}")
         model = model.with_(cores=args.cores)
-    elif args.cpu >= model.cores:
-        model = model.with_(cores=args.cpu + 1)
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1")
+    if args.replay and (args.inputs or args.record):
+        raise CliError("--replay runs the recorded events: give no --data/--data-file/--record with it")
+    if _uses_pool(args, model):
+        return _exec_on_pool(args, model)
+    return _exec_in_process(args, model)
+
+
+def _exec_in_process(args, model) -> int:
+    from bpfmc.worker.engine import EventError
+
+    args.cpu = args.cpu or 0
+    args.seed = 0 if args.seed is None else args.seed
+    if args.cpu < 0:
+        raise CliError("--cpu must be at least 0")
+    if args.cores is not None:
+        if args.cpu >= args.cores:
+            raise CliError(f"--cpu {args.cpu} does not exist with --cores {args.cores}")
+    elif args.cpu >= model.cores:
+        model = model.with_(cores=args.cpu + 1)
     engine, default_input = _make_engine(args, model)
     try:
-        _apply_map_updates(engine, args.map_update)
+        _apply_map_updates(engine.map_update, args.map_update)
         try:
             batch = engine.run_batch(_inputs(args, default_input), repeat=args.repeat)
         except (EventError, ValueError) as e:
             raise CliError(str(e)) from None
         runs = batch.runs()
-        if args.json:
-            doc = {"program": engine.program.name, "type": engine.prog_type, "model": model.name,
-                   "runs": runs, "totals": batch.totals()}
-            if args.dump_maps:
-                doc["maps"] = engine.dump_maps()
-            print(json.dumps(doc, indent=2 if args.pretty else None))
-        else:
-            for i, run in enumerate(runs):
-                prefix = f"run {i}: " if len(runs) > 1 else ""
-                if "error" in run:
-                    err = run["error"]
-                    print(f"{prefix}fault at pc {err['pc']} ({err['kind']}): {err['message']}", file=sys.stderr)
-                else:
-                    print(f"{prefix}{run['r0']:#x}")
-                for line in run.get("trace", []):
-                    print(f"{prefix}trace: {line}")
-            if args.dump_maps:
-                print(json.dumps(engine.dump_maps(), indent=2))
-            if args.stats:
-                t = batch.totals()
-                print(f"runs {t['runs']}, faults {t['faults']}, insns {t['insns']}, cycles {t['cycles']} "
-                      f"(model {model.name}, {model.clock_hz / 1e6:g} MHz: "
-                      f"{t['cycles'] / model.clock_hz * 1e6:.3f} us)", file=sys.stderr)
+        _print_exec(args, engine, model, runs, batch.totals(), engine.dump_maps() if args.dump_maps else None,
+                    None)
         return EXIT_FAULT if batch.faulted.any() else EXIT_OK
     finally:
         engine.close()
+
+
+def _pool_source(args):
+    """(what Machine.load takes, default input, object bytes for the recording's digest)."""
+    data = _read_bytes(args.program)
+    choice = args.program_name or args.section
+    if data[:4] == b"\x7fELF":
+        return data, b"", data
+    if choice:
+        raise CliError("--program/--section choose among the programs of an ELF object")
+    program, default_input = load_program(args.program, prog_type=args.type or "raw")
+    return program, default_input, program.code
+
+
+def _exec_on_pool(args, model) -> int:
+    from bpfmc.ebpf.elf import ElfError
+    from bpfmc.ebpf.validate import ValidationError
+    from bpfmc.worker.engine import EventError
+    from bpfmc.worker.image import LinkError
+    from bpfmc.worker.maps import MapError
+    from bpfmc.worker.model import HardwareModel, ModelError
+    from bpfmc.worker.pool import Machine, PoolError
+    from bpfmc.worker.replay import Recorder, Recording, RecordingError, object_digest
+
+    source, default_input, digest_of = _pool_source(args)
+    digest = object_digest(digest_of)
+    recording = None
+    if args.replay:
+        try:
+            recording = Recording(args.replay)
+            head = recording.header
+            if head.get("object_sha256") != digest:
+                raise CliError(f"{args.replay} was recorded with another program (SHA-256 "
+                               f"{head.get('object_sha256', '?')[:16]}..., {args.program} is {digest[:16]}...)")
+            model = HardwareModel.from_dict(head["model"], source=args.replay)
+        except (RecordingError, ModelError, KeyError) as e:
+            raise CliError(f"{args.replay}: {e}") from None
+        args.seed, args.deterministic = head.get("seed"), head.get("deterministic", False)
+        args.map_update, args.program_name, args.type = head.get("map_updates", []), head.get("program"), \
+            head.get("type")
+        args.section = None
+    if args.cpu is not None and args.steer:
+        raise CliError("--cpu sends every event to one core; it cannot be combined with --steer")
+    if args.cpu is not None and not 0 <= args.cpu < model.cores:
+        raise CliError(f"--cpu {args.cpu} does not exist: the model has {model.cores} cores")
+    if args.workers is not None and args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    steering = args.steer or "rr"
+    try:
+        machine = Machine(model, workers=args.workers, seed=args.seed, deterministic=args.deterministic)
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot start the worker pool: {e}") from None
+    recorder = None
+    try:
+        try:
+            h = machine.load(source, args.program_name or args.section, prog_type=args.type)
+        except ElfError as e:
+            raise CliError(f"{args.program}: {e}") from None
+        except ValidationError as e:
+            raise CliError(f"{args.program}: program refused: {e}") from None
+        except (LinkError, MapError, KeyError, ValueError, PoolError) as e:
+            raise CliError(f"{args.program}: {e.args[0] if isinstance(e, KeyError) else e}") from None
+        _apply_map_updates(lambda n, k, v: machine.map_update(h, n, k, v), args.map_update)
+        engine = machine.program(h)
+        if recording is not None:
+            batches = list(recording.batches())
+        else:
+            inputs = [x for x in _inputs(args, default_input) for _ in range(args.repeat)]
+            blob = b"".join(inputs)
+            lengths = [len(x) for x in inputs]
+            cores = [args.cpu] * len(inputs) if args.cpu is not None else steering
+            batches = [(blob, lengths, cores)]
+        if args.record:
+            header = {"object_sha256": digest, "program": args.program_name or args.section, "type": args.type,
+                      "model": model.to_dict(), "seed": machine.seed, "deterministic": args.deterministic,
+                      "steering": "core" if args.cpu is not None else steering, "workers": machine.nworkers,
+                      "map_updates": list(args.map_update or [])}
+            try:
+                recorder = Recorder(args.record, header)
+            except OSError as e:
+                raise CliError(f"cannot write {args.record}: {e.strerror}") from None
+        results = []
+        try:
+            for blob, lengths, cores in batches:
+                results.append(machine.run(h, (blob, lengths), steering=cores, recorder=recorder))
+        except (EventError, ValueError) as e:
+            raise CliError(str(e)) from None
+        runs = [r for res in results for r in res.runs()]
+        faults = sum(int(res.faulted.sum()) for res in results)
+        totals = {"runs": len(runs), "faults": faults, "insns": sum(int(r.insns.sum()) for r in results),
+                  "cycles": sum(int(r.cycles.sum()) for r in results)}
+        stats = machine.stats() if args.stats else None
+        if stats is not None:
+            stats["programs"] = list(stats["programs"].values())
+        maps = machine.map_dump(h) if args.dump_maps else None
+        _print_exec(args, engine, model, runs, totals, maps, stats)
+        return EXIT_FAULT if faults else EXIT_OK
+    finally:
+        if recorder is not None:
+            recorder.close()
+        machine.close()
+
+
+def _print_exec(args, engine, model, runs, totals, maps, stats) -> None:
+    if args.json:
+        doc = {"program": engine.program.name, "type": engine.prog_type, "model": model.name,
+               "runs": runs, "totals": totals}
+        if maps is not None:
+            doc["maps"] = maps
+        if stats is not None:
+            doc["stats"] = stats
+        print(json.dumps(doc, indent=2 if args.pretty else None))
+        return
+    for i, run in enumerate(runs):
+        prefix = f"run {i}: " if len(runs) > 1 else ""
+        if "core" in run:
+            prefix += f"[core {run['core']}] "
+        if "error" in run:
+            err = run["error"]
+            print(f"{prefix}fault at pc {err['pc']} ({err['kind']}): {err['message']}", file=sys.stderr)
+        else:
+            print(f"{prefix}{run['r0']:#x}")
+        for line in run.get("trace", []):
+            print(f"{prefix}trace: {line}")
+    if maps is not None:
+        print(json.dumps(maps, indent=2))
+    if args.stats:
+        t = totals
+        print(f"runs {t['runs']}, faults {t['faults']}, insns {t['insns']}, cycles {t['cycles']} "
+              f"(model {model.name}, {model.clock_hz / 1e6:g} MHz: "
+              f"{t['cycles'] / model.clock_hz * 1e6:.3f} us)", file=sys.stderr)
+        for p in (stats or {}).get("programs", []):
+            c = p["cycles"]
+            rate = p["model_events_per_s"]
+            host = p["host_events_per_s"]
+            print(f"program {p['name']}: {p['events']} events, cycles/event mean {c['mean']:.1f} p50 {c['p50']} "
+                  f"p99 {c['p99']}; model sustains {rate or 0:,.0f} events/s on {stats['cores']} cores, "
+                  f"host ran {host or 0:,.0f} events/s on {stats['workers']} workers", file=sys.stderr)
+        for c in (stats or {}).get("per_core", []):
+            print(f"core {c['core']} (worker {c['worker']}): {c['events']} events, {c['insns']} insns, "
+                  f"{c['cycles']} cycles, busy {c['busy_ms']} ms", file=sys.stderr)
 
 
 def cmd_conformance(args) -> int:
@@ -324,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--section", metavar="SEC", help="which program of the object, by section name")
     e.add_argument("--type", choices=("raw", "xdp", "sched_cls", "tc", "socket_filter"),
                    help="program type (default: from the section name; raw for non-ELF input)")
-    e.add_argument("--cpu", type=int, default=0, help="emulated core to run on (default 0)")
+    e.add_argument("--cpu", type=int, default=None,
+                   help="emulated core to run every event on (alone: one in-process engine; default 0)")
     e.add_argument("--map-update", action="append", metavar="MAP:KEYHEX:VALUEHEX",
                    help="update a map before the first input; repeat, applied in order")
     e.add_argument("--dump-maps", action="store_true", help="add the final contents of every map")
@@ -333,10 +475,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-file", dest="inputs", action=_InputAction, metavar="FILE",
                    help="an input read from a file; repeat for several runs")
     e.add_argument("--model", default="generic", help="hardware model preset or TOML file (default: generic)")
-    e.add_argument("--cores", type=int, default=None, help="emulated cores (default: 1)")
+    e.add_argument("--cores", type=int, default=None,
+                   help="emulated cores (default: the model's); more than one runs on the worker pool")
+    e.add_argument("--workers", type=int, default=None,
+                   help="host worker processes of the pool (default: usable host CPUs, at most --cores)")
+    e.add_argument("--steer", choices=("rr", "rss"), default=None,
+                   help="how events pick a core: round-robin (default) or a Toeplitz RSS hash of the flow")
+    e.add_argument("--deterministic", action="store_true",
+                   help="ktime reads each core's virtual clock and the seed defaults to 0: runs reproduce")
+    e.add_argument("--record", metavar="FILE", help="write the events, their cores and the seed to FILE")
+    e.add_argument("--replay", metavar="FILE",
+                   help="run the events of a recording on the cores they ran on (its seed, model and mode)")
     e.add_argument("--repeat", type=int, default=1, help="run each input N times")
-    e.add_argument("--seed", type=int, default=0, help="seed of the per-core random state")
-    e.add_argument("--stats", action="store_true", help="print totals and modelled time to stderr")
+    e.add_argument("--seed", type=int, default=None,
+                   help="seed of the per-core random streams (default 0 in process and with --deterministic, "
+                        "else random)")
+    e.add_argument("--stats", action="store_true",
+                   help="totals and modelled time on stderr; on the pool also per-core and per-program "
+                        "figures (and a \"stats\" object with --json)")
     e.add_argument("--json", action="store_true", help="print the JSON result shape")
     e.add_argument("--pretty", action="store_true", help="indent the JSON")
     e.set_defaults(func=cmd_exec)

@@ -405,7 +405,7 @@ class Engine:
         d, m = self.decoded, self.model
         done, used = 0, 0
         self._logstate[:] = 0
-        while done < n:
+        while True:  # at least once: an empty batch loads the compiled engine (warm_up)
             ran, used = interp.run_events(
                 *d.columns(), np.int64(d.taken_extra), np.uint64(self.entry.pc), self.context.kind,
                 self.regions.table, self._maps_table, self._regs, self._frames, self._core, self._stack,
@@ -420,7 +420,12 @@ class Engine:
                 bigger[:used] = res.out_data[:used]
                 res.out_data = bigger
             self._collect_logs(res)
-        return res
+            if done >= n:
+                return res
+
+    def warm_up(self) -> None:
+        """Load (or compile) the engine now rather than on the first event."""
+        self.run_batch([])
 
     def _follow_host_clock(self) -> None:
         core = self._core

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import BatchResult
+from .engine import BatchResult, Engine
 from .model import HardwareModel
 from .steering import Steering
 
@@ -102,6 +102,13 @@ class _CoreSeq:
 
 # -- the worker process ----------------------------------------------------------------------
 
+def _engine(obj, program: str | None, prog_type: str | None, model, core: int, seed: int, store):
+    """One core's engine: ``obj`` is an ELF object's bytes or a single :class:`Program`."""
+    if isinstance(obj, bytes):
+        return Engine.from_object(obj, program, model, prog_type=prog_type, cpu=core, seed=seed, store=store)
+    return Engine(obj, model, core_id=core, seed=seed, store=store)
+
+
 def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) -> None:
     # Die with the parent (the fork server; it exits when the machine's process does), so no
     # worker is left running an emulated core nobody can talk to.
@@ -114,7 +121,6 @@ def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) 
             os.sched_setaffinity(0, {cpu})
         except OSError:
             pass  # a container may forbid it; the worker still runs, just unpinned
-    from .engine import Engine
     from .maps import MapStore
 
     seq = _CoreSeq(Path(seq_path), ncores, create=False).words
@@ -130,14 +136,15 @@ def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) 
             if kind == "stop":
                 break
             if kind == "load":
-                _, h, obj, program, model, cores, seed, state_dir, clock = msg
+                _, h, obj, program, prog_type, model, cores, seed, state_dir, clock = msg
                 ncpu = HardwareModel.load(model).cores
                 # One attached store per core: a store hands out map ids in creation order, and
                 # every engine must see the ids (and files) the parent's link gave the maps.
-                engines = {c: Engine.from_object(obj, program, model, cpu=c, seed=seed,
-                                                 store=MapStore(state_dir, ncpu=ncpu, attach=True)) for c in cores}
+                engines = {c: _engine(obj, program, prog_type, model, c, seed,
+                                      MapStore(state_dir, ncpu=ncpu, attach=True)) for c in cores}
                 for e in engines.values():
                     e.clock = clock
+                    e.warm_up()  # so the first batch's busy time is the program's, not the loader's
                 handles[h] = engines
                 conn.send(("ok", None))
             elif kind == "unload":
@@ -319,8 +326,9 @@ class _ProgramStats:
 class _Loaded:
     engine: object  # the parent's Engine: never runs; holds the maps' mapping for reads
     state_dir: Path
-    obj: bytes
+    obj: object  # ELF bytes or a Program
     program: str | None
+    prog_type: str | None
     stats: _ProgramStats
     steering: dict[str, Steering] = field(default_factory=dict)
 
@@ -495,28 +503,34 @@ class Machine:
 
     # -- programs -------------------------------------------------------------------------
     def _load_msg(self, h: int, ld: _Loaded, w: int) -> tuple:
-        return ("load", h, ld.obj, ld.program, self.model, self.cores_of(w), self.seed, str(ld.state_dir),
-                self.clock)
+        return ("load", h, ld.obj, ld.program, ld.prog_type, self.model, self.cores_of(w), self.seed,
+                str(ld.state_dir), self.clock)
 
-    def load(self, object_path: str | Path | bytes, program: str | None = None) -> int:
-        """Link an object once here (its maps created and initialised), then on every core."""
-        from .engine import Engine
+    def load(self, source, program: str | None = None, *, prog_type: str | None = None) -> int:
+        """Link a program once here (its maps created and initialised), then on every core.
+        ``source``: an ELF object (path or bytes; ``program`` chooses among its programs,
+        ``prog_type`` overrides the section's type) or a single :class:`Program`."""
+        from bpfmc.ebpf.program import Program
+
         from .maps import MapStore
 
         self._check_open()
-        obj = object_path if isinstance(object_path, bytes) else Path(object_path).read_bytes()
+        if isinstance(source, Program):
+            obj = source
+        else:
+            obj = source if isinstance(source, bytes) else Path(source).read_bytes()
         with self._admin:
             h = self._next_handle
             self._next_handle += 1
             state_dir = self.state_dir / f"prog-{h}"
             store = MapStore(state_dir, ncpu=self.ncores)
             try:
-                engine = Engine.from_object(obj, program, self.model, cpu=0, seed=self.seed, store=store)
+                engine = _engine(obj, program, prog_type, self.model, 0, self.seed, store)
             except BaseException:
                 store.close()
                 shutil.rmtree(state_dir, ignore_errors=True)
                 raise
-            ld = _Loaded(engine, state_dir, obj, program, _ProgramStats(engine.program.name))
+            ld = _Loaded(engine, state_dir, obj, program, prog_type, _ProgramStats(engine.program.name))
             self._handles[h] = ld
             try:
                 self._call_all({w: self._load_msg(h, ld, w) for w in range(self.nworkers)}, f"load of program {h}")
