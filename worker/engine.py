@@ -197,40 +197,58 @@ class BatchResult:
         return [self.run(i) for i in range(len(self))]
 
     # -- crossing a process boundary --------------------------------------------------------
-    _WIRE_COLUMNS = ("r0", "insns", "cycles", "status", "pc", "aux", "meta", "out_ctx")
+    # One int64 row per run: r0, insns, cycles, status, pc, aux, then the OM_* columns. One
+    # table crosses a pipe (and is scattered into event order) far faster than eight arrays.
+    _T_R0, _T_INSNS, _T_CYCLES, _T_STATUS, _T_PC, _T_AUX, _T_META = 0, 1, 2, 3, 4, 5, 6
+    _T_COLS = 6 + batchmod.OM_COLS
 
     def wire(self) -> tuple:
-        """What a worker sends back: the columns, the used part of the changed-packet arena and
-        the logs, without the engine or the inputs (the receiver holds both)."""
+        """What a worker sends back: the result table, the context rows, the used part of the
+        changed-packet arena and the logs; not the engine or the inputs (the receiver has both)."""
         off, ln = self.meta[:, batchmod.OM_DATA_OFF], self.meta[:, batchmod.OM_DATA_LEN]
         used = int((off + ln)[off >= 0].max()) if (off >= 0).any() else 0
-        return (tuple(getattr(self, c) for c in self._WIRE_COLUMNS), self.out_data[:used], self.logs,
-                self.lost_records)
+        table = np.empty((len(self), self._T_COLS), np.int64)
+        for i, col in enumerate((self.r0.view(np.int64), self.insns, self.cycles, self.status, self.pc,
+                                 self.aux.view(np.int64))):
+            table[:, i] = col
+        table[:, self._T_META:] = self.meta
+        return table, self.out_ctx, self.out_data[:used], self.logs, self.lost_records
 
     @classmethod
-    def gather(cls, engine: Engine, blob: np.ndarray, offsets: np.ndarray,
-               parts: Iterable[tuple[np.ndarray, tuple]], **extra) -> BatchResult:
-        """One result in event order from wire parts, each with the event indexes it holds.
-        ``engine`` runs the same image as the engines that made the parts (it names maps and
-        describes faults)."""
+    def gather(cls, engine: Engine, blob: np.ndarray, offsets: np.ndarray, order: np.ndarray,
+               wires: Sequence[tuple], **extra) -> BatchResult:
+        """One result in event order from wire parts whose rows, taken in turn, are the events
+        ``order`` lists. ``engine`` runs the same image as the engines that made the parts (it
+        names maps and describes faults)."""
         n = len(offsets) - 1
         ctx_bytes = engine.context.size if engine.context.kind in (KIND_SKB, KIND_SOCKET) else 0
-        res = cls(r0=np.zeros(n, np.uint64), insns=np.zeros(n, np.int64), cycles=np.zeros(n, np.int64),
-                  status=np.zeros(n, np.int64), pc=np.zeros(n, np.int64), aux=np.zeros(n, np.uint64),
-                  meta=np.zeros((n, batchmod.OM_COLS), np.int64), out_data=np.zeros(0, np.uint8),
-                  out_ctx=np.zeros((n, ctx_bytes), np.uint8), blob=blob, offsets=offsets, engine=engine, **extra)
-        arenas, base = [], 0
-        for sel, (columns, arena, logs, lost) in parts:
-            for name, col in zip(cls._WIRE_COLUMNS, columns, strict=True):
-                getattr(res, name)[sel] = col
-            moved = res.meta[sel, batchmod.OM_DATA_OFF]
-            res.meta[sel, batchmod.OM_DATA_OFF] = np.where(moved >= 0, moved + base, moved)
-            arenas.append(arena)
-            base += len(arena)
-            for run, entries in logs.items():
-                res.logs[int(sel[run])] = entries
-            res.lost_records += lost
-        res.out_data = np.concatenate(arenas) if arenas else res.out_data
+        if wires:
+            rows = np.concatenate([w[0] for w in wires])
+            ctx_rows = np.concatenate([w[1] for w in wires])
+        else:
+            rows, ctx_rows = np.zeros((0, cls._T_COLS), np.int64), np.zeros((0, ctx_bytes), np.uint8)
+        # Packets a program changed sit in each part's own arena: rebase onto the joined one.
+        sizes = [len(w[2]) for w in wires]
+        if any(sizes):
+            bases = np.repeat(np.cumsum([0] + sizes[:-1]), [len(w[0]) for w in wires])
+            moved = rows[:, cls._T_META + batchmod.OM_DATA_OFF]
+            moved += np.where(moved >= 0, bases, 0)
+        table = np.empty_like(rows)
+        table[order] = rows
+        out_ctx = np.empty_like(ctx_rows)
+        out_ctx[order] = ctx_rows
+        res = cls(r0=table[:, cls._T_R0].view(np.uint64), insns=table[:, cls._T_INSNS],
+                  cycles=table[:, cls._T_CYCLES], status=table[:, cls._T_STATUS], pc=table[:, cls._T_PC],
+                  aux=table[:, cls._T_AUX].view(np.uint64), meta=table[:, cls._T_META:],
+                  out_data=np.concatenate([w[2] for w in wires]) if wires else np.zeros(0, np.uint8),
+                  out_ctx=out_ctx, blob=blob, offsets=offsets, engine=engine, **extra)
+        first = 0
+        for w in wires:
+            for run, entries in w[3].items():
+                res.logs[int(order[first + run])] = entries
+            res.lost_records += w[4]
+            first += len(w[0])
+        assert len(res) == n
         return res
 
     def totals(self) -> dict:
@@ -539,7 +557,10 @@ def _pack(inputs) -> tuple[np.ndarray, np.ndarray]:
         lengths = np.asarray(list(inputs[1]) if not isinstance(inputs[1], np.ndarray) else inputs[1], np.int64)
         if lengths.sum() != len(blob) or (lengths < 0).any():
             raise ValueError("lengths must be non-negative and add up to the blob's size")
-        return np.ascontiguousarray(blob, np.uint8), lengths
+        blob = np.ascontiguousarray(blob, np.uint8)
+        # Numba compiles a separate engine for read-only arrays (bytes, unpickled buffers): a copy
+        # of the inputs is far cheaper than loading or compiling that second engine.
+        return (blob if blob.flags.writeable else blob.copy()), lengths
     items = [bytes(x) for x in inputs]
     lengths = np.fromiter((len(x) for x in items), np.int64, len(items))
     return np.frombuffer(b"".join(items), np.uint8).copy(), lengths

@@ -1,0 +1,213 @@
+"""Benchmark the worker pool: scaling over host workers, pool overhead, emulated-core sweep,
+worker memory and map storage per entry, side by side in one run.
+
+    python bench/bench_pool.py [--quick] [--json]
+
+What it measures (issue "Many cores", deliverable 10):
+
+* B4 (PERCPU_ARRAY) and B5 (shared HASH over 64 keys with atomic adds, packets with varied
+  source ports) on 1 worker vs 2 workers, 4 emulated cores, round-robin steering: events/s,
+  the speed-up, and events/s per host CPU the pool used. Every run's r0 and the final map
+  contents are checked (B4's per-CPU sum = runs; B5's per-key counts exact).
+* B2 through the pool (1 worker, 1 core) vs the in-process engine: the pool's overhead.
+* B4 on 2 workers with 1, 2, 4 and 64 emulated cores.
+* USS and PSS of each worker process with the engine and B4 loaded (/proc/PID/smaps_rollup).
+* Bytes per entry of HASH, LRU_HASH and PERCPU_HASH maps of 1,000,000 entries with 4-byte keys
+  and 8-byte values (the storage is preallocated, as the kernel's default hash maps are: a
+  full map and an empty one take the same bytes; ``--fill`` fills them to check that).
+
+Rates are wall-clock over a stream of pipelined batches (``Machine.submit``), best of a few
+repetitions; this 2-vCPU VM is shared with the dispatcher, so the 2-worker figures include the
+parent's own work competing for the same two CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine import (  # noqa: E402
+    BY_ID,
+    BenchError,
+    Counts,
+    _u64,
+    bench_engine,
+    build,
+    check_maps,
+    packet_batch,
+    shared_dir,
+)
+
+TARGETS = {"B4": 1.5, "B5": 1.3}  # 2-worker speed-up over 1 worker
+USS_TARGET_MB = 300
+ENTRY_TARGETS = {"hash": 16, "lru_hash": 24}  # bytes per entry above key + value
+
+
+def _machine(cores: int, workers: int):
+    from bpfmc.worker.model import HardwareModel
+    from bpfmc.worker.pool import Machine
+
+    return Machine(HardwareModel.preset("generic").with_(cores=cores), workers=workers, deterministic=True)
+
+
+def pool_rate(bench_id: str, obj: Path, *, cores: int, workers: int, batch: int, batches: int,
+              reps: int) -> dict:
+    """Best events/s over ``reps`` streams of ``batches`` pipelined batches, results checked."""
+    bench = BY_ID[bench_id]
+    with _machine(cores, workers) as m:
+        h = m.load(obj, bench.program)
+        counts = Counts()
+        warm = 256 if bench_id == "B5" else cores
+        blob, lengths, ports = packet_batch(bench, warm)
+        m.run(h, (blob, lengths))
+        counts.add(ports)
+        blob, lengths, ports = packet_batch(bench, batch, start=warm)
+        best = None
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            futs = [m.submit(h, (blob, lengths)) for _ in range(batches)]
+            results = [f.result() for f in futs]
+            elapsed = time.perf_counter() - t0
+            for r in results:
+                counts.add(ports)
+                if r.faulted.any() or (r.r0 != bench.r0).any():
+                    raise BenchError(f"pool {bench.label}: a run faulted or returned r0 != {bench.r0}")
+            rate = batch * batches / elapsed
+            best = rate if best is None else max(best, rate)
+
+        def per_cpu_sum(name, key):
+            raw = m.map_read(h, name, "raw")[key.to_bytes(4, "little")]
+            rows = [_u64(raw[i:i + 8]) for i in range(0, len(raw), 8)]
+            return sum(rows), rows
+
+        check_maps(bench, "pool", counts, lookup=lambda name, key: m.map_read(h, name).get(key.to_bytes(4, "little")),
+                   per_cpu_sum=per_cpu_sum, items=lambda name: m.map_read(h, name).items())
+        memory = [_smaps(pid) for pid in m.worker_pids()]
+    return {"events_per_s": best, "cores": cores, "workers": workers, "batch": batch, "batches": batches,
+            "memory": memory}
+
+
+def _smaps(pid: int) -> dict:
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                fields[parts[0][:-1]] = int(parts[1])
+    except OSError:
+        return {}
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return {"pid": pid, "uss_mb": uss / 1024, "pss_mb": fields.get("Pss", 0) / 1024,
+            "rss_mb": fields.get("Rss", 0) / 1024}
+
+
+def map_storage(entries: int, fill: bool, ncpu: int = 2) -> dict:
+    """Bytes per entry of preallocated maps with 4-byte keys and 8-byte values."""
+    from bpfmc.ebpf import maps as mt
+    from bpfmc.worker.maps import MapDef, MapStore
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bpfmc-bench-") as d:
+        store = MapStore(Path(d) / "maps", ncpu=ncpu)
+        try:
+            for name, mtype in (("hash", mt.BPF_MAP_TYPE_HASH), ("lru_hash", mt.BPF_MAP_TYPE_LRU_HASH),
+                                ("percpu_hash", mt.BPF_MAP_TYPE_PERCPU_HASH)):
+                mp = store.create(MapDef(name, mtype, 4, 8, entries, 0))
+                if fill:
+                    value = bytes(8 * (ncpu if mtype == mt.BPF_MAP_TYPE_PERCPU_HASH else 1))
+                    for k in range(entries):
+                        mp.update(k, value)
+                    if len(mp) != entries:
+                        raise BenchError(f"{name}: {len(mp)} entries after filling {entries}")
+                size = os.path.getsize(mp.path)
+                raw = 4 + 8 * (ncpu if mtype == mt.BPF_MAP_TYPE_PERCPU_HASH else 1)
+                out[name] = {"entries": entries, "bytes": size, "per_entry": size / entries,
+                             "overhead": size / entries - raw, "filled": fill, "cores": ncpu}
+        finally:
+            store.close()
+    return out
+
+
+def run(quick: bool, fill: bool) -> dict:
+    shared = shared_dir()
+    batch, batches, reps = (4096, 8, 2) if quick else (16384, 24, 3)
+    with tempfile.TemporaryDirectory(prefix="bpfmc-bench-") as d:
+        objs = {b: build(BY_ID[b], shared, Path(d)) for b in ("B2", "B4", "B5")}
+        scaling = {}
+        for b in ("B4", "B5"):
+            one = pool_rate(b, objs[b], cores=4, workers=1, batch=batch, batches=batches, reps=reps)
+            two = pool_rate(b, objs[b], cores=4, workers=2, batch=batch, batches=batches, reps=reps)
+            scaling[b] = {"one": one, "two": two, "speedup": two["events_per_s"] / one["events_per_s"],
+                          "target": TARGETS[b]}
+        inproc = bench_engine(BY_ID["B2"], objs["B2"], batch * 4, 3 if quick else 7)
+        pooled = pool_rate("B2", objs["B2"], cores=1, workers=1, batch=batch, batches=batches, reps=reps)
+        overhead = {"engine_events_per_s": 1 / inproc["per_run_s"], "pool_events_per_s": pooled["events_per_s"]}
+        overhead["pool_over_engine"] = overhead["pool_events_per_s"] / overhead["engine_events_per_s"]
+        sweep = {c: pool_rate("B4", objs["B4"], cores=c, workers=2, batch=batch, batches=batches, reps=1)
+                 for c in (1, 2, 4, 64)}
+    memory = scaling["B4"]["two"]["memory"]
+    storage = map_storage(1_000_000, fill)
+    return {"host_cpus": len(os.sched_getaffinity(0)), "scaling": scaling, "overhead": overhead,
+            "sweep": {str(c): {"events_per_s": r["events_per_s"], "workers": r["workers"]} for c, r in sweep.items()},
+            "memory": memory, "storage": storage}
+
+
+def render(r: dict) -> str:
+    cpus = r["host_cpus"]
+    lines = [f"bpfmc pool benchmark ({cpus} host CPUs; events/s, best of the repetitions)", ""]
+    lines.append("scaling, 4 emulated cores, round-robin:")
+    for b, s in r["scaling"].items():
+        one, two = s["one"]["events_per_s"], s["two"]["events_per_s"]
+        used = min(2, cpus)
+        verdict = "met" if s["speedup"] >= s["target"] else "missed"
+        lines.append(f"  {b}: 1 worker {one:,.0f}/s   2 workers {two:,.0f}/s ({two / used:,.0f}/s per host CPU)   "
+                     f"speed-up {s['speedup']:.2f}x (target >= {s['target']}x: {verdict})")
+    o = r["overhead"]
+    lines.append("")
+    lines.append(f"pool overhead, B2: in-process engine {o['engine_events_per_s']:,.0f}/s, pool (1 worker, 1 core) "
+                 f"{o['pool_events_per_s']:,.0f}/s = {o['pool_over_engine']:.2f}x of the engine")
+    lines.append("")
+    lines.append("emulated-core sweep, B4 on 2 workers: " + ", ".join(
+        f"{c} cores {v['events_per_s']:,.0f}/s" for c, v in r["sweep"].items()))
+    lines.append("")
+    for m in r["memory"]:
+        verdict = "met" if m.get("uss_mb", 1e9) <= USS_TARGET_MB else "missed"
+        lines.append(f"worker pid {m.get('pid')}: USS {m.get('uss_mb', 0):.1f} MB, PSS {m.get('pss_mb', 0):.1f} MB, "
+                     f"RSS {m.get('rss_mb', 0):.1f} MB (USS target <= {USS_TARGET_MB} MB: {verdict})")
+    lines.append("")
+    for name, s in r["storage"].items():
+        if name in ENTRY_TARGETS:
+            ok = s["overhead"] <= ENTRY_TARGETS[name]
+            target = f"target raw + {ENTRY_TARGETS[name]}: {'met' if ok else 'missed'}"
+        else:
+            target = (f"target key + {s['cores']} x 8 + 16 = {4 + 8 * s['cores'] + 16}: "
+                      f"{'met' if s['per_entry'] <= 4 + 8 * s['cores'] + 16 else 'missed'}")
+        filled = ", filled" if s["filled"] else ""
+        lines.append(f"{name} of {s['entries']:,} entries (4-byte key, 8-byte value{filled}): "
+                     f"{s['per_entry']:.2f} bytes/entry = raw + {s['overhead']:.2f} ({target})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller streams (a smoke run)")
+    ap.add_argument("--fill", action="store_true", help="fill the 1,000,000-entry maps before measuring them")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args(argv)
+    try:
+        result = run(args.quick, args.fill)
+    except BenchError as e:
+        print(f"bench_pool: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
