@@ -74,7 +74,9 @@ def machine():
 
 
 def _shm() -> set[str]:
-    return {e for e in os.listdir("/dev/shm") if e.startswith("bpfmc-")} if os.path.isdir("/dev/shm") else set()
+    """The pools' state folders (engines outside a pool, e.g. other tests running at the same
+    time, make folders of their own, which are not this test's business)."""
+    return {e for e in os.listdir("/dev/shm") if e.startswith("bpfmc-pool-")} if os.path.isdir("/dev/shm") else set()
 
 
 def _u64(b: bytes) -> int:

@@ -202,54 +202,31 @@ class BatchResult:
     _T_R0, _T_INSNS, _T_CYCLES, _T_STATUS, _T_PC, _T_AUX, _T_META = 0, 1, 2, 3, 4, 5, 6
     _T_COLS = 6 + batchmod.OM_COLS
 
-    def wire(self) -> tuple:
-        """What a worker sends back: the result table, the context rows, the used part of the
-        changed-packet arena and the logs; not the engine or the inputs (the receiver has both)."""
-        off, ln = self.meta[:, batchmod.OM_DATA_OFF], self.meta[:, batchmod.OM_DATA_LEN]
-        used = int((off + ln)[off >= 0].max()) if (off >= 0).any() else 0
+    def table(self) -> np.ndarray:
+        """The result columns as one int64 row per run (``_T_*`` columns): what crosses to
+        another process."""
         table = np.empty((len(self), self._T_COLS), np.int64)
         for i, col in enumerate((self.r0.view(np.int64), self.insns, self.cycles, self.status, self.pc,
                                  self.aux.view(np.int64))):
             table[:, i] = col
         table[:, self._T_META:] = self.meta
-        return table, self.out_ctx, self.out_data[:used], self.logs, self.lost_records
+        return table
+
+    def arena(self) -> np.ndarray:
+        """The used part of the changed-packet arena (``OM_DATA_OFF`` rows point into it)."""
+        off, ln = self.meta[:, batchmod.OM_DATA_OFF], self.meta[:, batchmod.OM_DATA_LEN]
+        used = int((off + ln)[off >= 0].max()) if (off >= 0).any() else 0
+        return self.out_data[:used]
 
     @classmethod
-    def gather(cls, engine: Engine, blob: np.ndarray, offsets: np.ndarray, order: np.ndarray,
-               wires: Sequence[tuple], **extra) -> BatchResult:
-        """One result in event order from wire parts whose rows, taken in turn, are the events
-        ``order`` lists. ``engine`` runs the same image as the engines that made the parts (it
-        names maps and describes faults)."""
-        n = len(offsets) - 1
-        ctx_bytes = engine.context.size if engine.context.kind in (KIND_SKB, KIND_SOCKET) else 0
-        if wires:
-            rows = np.concatenate([w[0] for w in wires])
-            ctx_rows = np.concatenate([w[1] for w in wires])
-        else:
-            rows, ctx_rows = np.zeros((0, cls._T_COLS), np.int64), np.zeros((0, ctx_bytes), np.uint8)
-        # Packets a program changed sit in each part's own arena: rebase onto the joined one.
-        sizes = [len(w[2]) for w in wires]
-        if any(sizes):
-            bases = np.repeat(np.cumsum([0] + sizes[:-1]), [len(w[0]) for w in wires])
-            moved = rows[:, cls._T_META + batchmod.OM_DATA_OFF]
-            moved += np.where(moved >= 0, bases, 0)
-        table = np.empty_like(rows)
-        table[order] = rows
-        out_ctx = np.empty_like(ctx_rows)
-        out_ctx[order] = ctx_rows
-        res = cls(r0=table[:, cls._T_R0].view(np.uint64), insns=table[:, cls._T_INSNS],
-                  cycles=table[:, cls._T_CYCLES], status=table[:, cls._T_STATUS], pc=table[:, cls._T_PC],
-                  aux=table[:, cls._T_AUX].view(np.uint64), meta=table[:, cls._T_META:],
-                  out_data=np.concatenate([w[2] for w in wires]) if wires else np.zeros(0, np.uint8),
-                  out_ctx=out_ctx, blob=blob, offsets=offsets, engine=engine, **extra)
-        first = 0
-        for w in wires:
-            for run, entries in w[3].items():
-                res.logs[int(order[first + run])] = entries
-            res.lost_records += w[4]
-            first += len(w[0])
-        assert len(res) == n
-        return res
+    def from_table(cls, engine: Engine, blob: np.ndarray, offsets: np.ndarray, table: np.ndarray,
+                   out_ctx: np.ndarray, out_data: np.ndarray, **extra) -> BatchResult:
+        """A result over ``table`` rows in event order. ``engine`` runs the same image as the
+        engines that made the rows (it names maps and describes faults)."""
+        return cls(r0=table[:, cls._T_R0].view(np.uint64), insns=table[:, cls._T_INSNS],
+                   cycles=table[:, cls._T_CYCLES], status=table[:, cls._T_STATUS], pc=table[:, cls._T_PC],
+                   aux=table[:, cls._T_AUX].view(np.uint64), meta=table[:, cls._T_META:], out_data=out_data,
+                   out_ctx=out_ctx, blob=blob, offsets=offsets, engine=engine, **extra)
 
     def totals(self) -> dict:
         t = {"runs": len(self), "faults": int(np.count_nonzero(self.faulted)),

@@ -8,9 +8,12 @@ per core it hosts, attached to those same files (``MapStore(attach=True)``), so 
 the parent see one set of maps. Shared values are updated with real atomics by the compiled
 engine; per-CPU values have one row per emulated core and each engine writes only its own.
 
-A batch crosses the process boundary as packed bytes: the parent steers every event to a core,
-cuts out each worker's events as one blob plus a lengths array (grouped by core), sends it down
-that worker's pipe, and scatters the result columns back into event order.
+A batch crosses the process boundary through shared memory (:mod:`.mailbox`): the parent
+steers every event to a core and writes the batch once into a slot (blob, lengths, cores); each
+worker hosting one of those cores gets the slot's number down its pipe, runs its cores' events
+(each core's in arrival order) and writes their result rows into the slot at the events' own
+indexes. Pipes carry only small messages; batches in flight are bounded by the slots and by a
+queue per worker, so a producer that outruns the pool waits and nothing is dropped.
 
 Workers come from a ``forkserver`` context (gRPC's C core is not fork-safe: the server must call
 :func:`context` before it imports grpc), set ``PR_SET_PDEATHSIG`` so none outlives its parent,
@@ -39,12 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .batch import OM_DATA_OFF
+from .contexts import KIND_SKB, KIND_SOCKET
 from .engine import BatchResult, Engine
+from .mailbox import SlotMaps, SlotPool, slot_size, slot_views
 from .model import HardwareModel
 from .steering import Steering
 
 PR_SET_PDEATHSIG = 1
-QUEUE_DEPTH = 2  # batches queued per worker beyond the one it runs: then producers wait
+QUEUE_DEPTH = 2  # batches queued per worker beyond the one it runs
+SLOTS = QUEUE_DEPTH + 1  # batches in flight at once: a producer that outruns the pool waits for a slot
 REPLACE_TIMEOUT = 60.0  # how long a batch waits for a dead worker's replacement to attach
 _CTX = None
 
@@ -143,7 +150,7 @@ def _engine(obj, program: str | None, prog_type: str | None, model, core: int, s
     return Engine(obj, model, core_id=core, seed=seed, store=store)
 
 
-def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) -> None:
+def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: str, ncores: int) -> None:
     # Die with the parent (the fork server; it exits when the machine's process does), so no
     # worker is left running an emulated core nobody can talk to.
     try:
@@ -157,8 +164,8 @@ def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) 
             pass  # a container may forbid it; the worker still runs, just unpinned
     from .maps import MapStore
 
-    seq = _CoreSeq(Path(seq_path), ncores, create=False).words
-    one = np.uint64(1)
+    seq = _CoreSeq(Path(state_dir) / "cores.seq", ncores, create=False).words
+    slots = SlotMaps(Path(state_dir))
     handles: dict[int, dict[int, Engine]] = {}
     while True:
         try:
@@ -186,23 +193,9 @@ def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) 
                     e.store.close()
                 _send(conn, ("ok", None))
             elif kind == "run":
-                _, h, core_ids, counts, blob, lengths = msg
-                engines = handles[h]
-                parts = []
-                i, b = 0, 0
-                for c, k in zip(core_ids.tolist(), counts.tolist(), strict=True):
-                    ln = lengths[i:i + k]
-                    nbytes = int(ln.sum())
-                    seq[c] += one
-                    t0 = time.perf_counter_ns()
-                    try:
-                        res = engines[c].run_batch((blob[b:b + nbytes], ln))
-                    finally:
-                        busy = time.perf_counter_ns() - t0
-                        seq[c] += one
-                    parts.append((res.wire(), busy))
-                    i, b = i + k, b + nbytes
-                _send(conn, ("ok", parts))
+                _, h, slot, gen, n, nbytes, ctx_bytes = msg
+                _send(conn, ("ok", _run_slot(handles[h], slots.get(slot, gen), n, nbytes, ctx_bytes, index,
+                                             nworkers, seq)))
             else:
                 _send(conn, ("err", f"unknown request {kind!r}"))
         except Exception as e:  # report and keep serving: one bad request must not kill a core
@@ -210,6 +203,60 @@ def _worker_main(conn, index: int, cpu: int | None, seq_path: str, ncores: int) 
     for engines in handles.values():
         for e in engines.values():
             e.store.close()
+    slots.close()
+
+
+def _run_slot(engines: dict[int, Engine], buf: np.ndarray, n: int, nbytes: int, ctx_bytes: int, index: int,
+              nworkers: int, seq: np.ndarray) -> dict:
+    """Run this worker's share of the batch in a slot; result rows go into the slot at the
+    events' own indexes. Returns what does not fit the rows: per-core figures, logs by event
+    index, and changed packets (one arena, rows rebased onto it)."""
+    v = slot_views(buf, n, nbytes, BatchResult._T_COLS, ctx_bytes)
+    cores = v.cores
+    mine = np.flatnonzero(cores % nworkers == index)
+    order = mine[np.argsort(cores[mine], kind="stable")]
+    core_ids, counts = np.unique(cores[order], return_counts=True)
+    lengths = v.lengths
+    uniform = n and int(lengths.min()) == int(lengths.max())
+    if not uniform:
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+    out = {"cores": [], "logs": {}, "lost": 0, "arena": []}
+    arena_used = 0
+    one, first = np.uint64(1), 0
+    for c, k in zip(core_ids.tolist(), counts.tolist(), strict=True):
+        sel = order[first:first + k]
+        first += k
+        ln = lengths[sel]
+        if uniform:
+            size = int(lengths[0])
+            events = v.blob.reshape(n, size)[sel].reshape(-1) if size else v.blob[:0]
+        else:
+            within = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
+            events = v.blob[np.repeat(offsets[sel], ln) + within]
+        seq[c] += one
+        t0 = time.perf_counter_ns()
+        try:
+            res = engines[c].run_batch((events, ln))
+        finally:
+            busy = time.perf_counter_ns() - t0
+            seq[c] += one
+        table = res.table()
+        arena = res.arena()
+        if len(arena):
+            moved = table[:, BatchResult._T_META + OM_DATA_OFF]
+            moved += np.where(moved >= 0, arena_used, 0)
+            out["arena"].append(arena)
+            arena_used += len(arena)
+        v.rows[sel] = table
+        if ctx_bytes:
+            v.ctx[sel] = res.out_ctx
+        for run, entries in res.logs.items():
+            out["logs"][int(sel[run])] = entries
+        out["lost"] += res.lost_records
+        out["cores"].append((c, busy, int(res.insns.sum()), int(res.cycles.sum())))
+    out["arena"] = np.concatenate(out["arena"]) if out["arena"] else None
+    return out
 
 
 # -- talking to one worker -------------------------------------------------------------------
@@ -376,47 +423,86 @@ class _Loaded:
 class PoolFuture:
     """A submitted batch. ``result()`` waits for every worker's part and returns the
     :class:`PoolResult`; a worker that died with its part in flight makes it raise
-    :class:`WorkerDied` (the other parts ran and stay applied)."""
+    :class:`WorkerDied` (the other parts ran and stay applied). The batch's slot is freed as
+    soon as the last worker answers, whether or not anyone asks for the result."""
 
-    def __init__(self, machine: Machine, handle: int, blob, offsets, cores, order, parts):
+    def __init__(self, machine: Machine, handle: int, blob, offsets, cores, slot: int, views, workers: list[int],
+                 submit):
         self._machine, self._handle = machine, handle
-        self._blob, self._offsets, self._cores, self._order, self._parts = blob, offsets, cores, order, parts
+        self._blob, self._offsets, self._cores = blob, offsets, cores
+        self._slot, self._views, self._workers = slot, views, workers
+        self._lock = threading.Lock()
+        self._pending = len(workers)
+        self._done = threading.Event()
         self._result: PoolResult | None = None
         self._error: BaseException | None = None
+        self._replies: dict[int, object] = {}
+        if not workers:
+            self._harvest()
+        for w in workers:
+            submit(w).add_done_callback(lambda f, w=w: self._answered(w, f))
 
-    def done(self) -> bool:
-        return self._result is not None or self._error is not None or all(f.done() for _, f in self._parts)
+    def _answered(self, w: int, fut: Future) -> None:
+        try:
+            self._replies[w] = fut.result()
+        except BaseException as e:  # noqa: BLE001  (kept and raised from result())
+            self._replies[w] = e
+        with self._lock:
+            self._pending -= 1
+            last = self._pending == 0
+        if last:
+            self._harvest()
 
-    def result(self, timeout: float | None = None) -> PoolResult:
-        if self._result is None and self._error is None:
-            self._collect(timeout)
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def _collect(self, timeout: float | None) -> None:
+    def _harvest(self) -> None:
+        """All workers answered: copy the rows out of the slot, free it, account the batch."""
         m = self._machine
-        wires, busy, insns, cycles, errors = [], np.zeros(m.ncores, np.int64), np.zeros(m.ncores, np.int64), \
-            np.zeros(m.ncores, np.int64), []
-        for cores, fut in self._parts:
-            try:
-                chunks = fut.result(timeout)
-            except (PoolError, WorkerDied) as e:
-                errors.append(e)
+        v = self._views
+        table, ctx = v.rows.copy(), v.ctx.copy()
+        m._slots.release(self._slot)
+        busy, insns, cycles = (np.zeros(m.ncores, np.int64) for _ in range(3))
+        errors, arenas, base, logs, lost = [], [], 0, {}, 0
+        for w in self._workers:
+            reply = self._replies[w]
+            if isinstance(reply, BaseException):
+                errors.append(reply)
                 continue
-            for c, (wire, busy_ns) in zip(cores, chunks, strict=True):
-                wires.append(wire)
-                busy[c] += busy_ns
-                insns[c] += int(wire[0][:, BatchResult._T_INSNS].sum())
-                cycles[c] += int(wire[0][:, BatchResult._T_CYCLES].sum())
+            for c, b, i, cy in reply["cores"]:
+                busy[c] += b
+                insns[c] += i
+                cycles[c] += cy
+            if reply["arena"] is not None:
+                rows = table[self._cores % m.nworkers == w]
+                moved = rows[:, BatchResult._T_META + OM_DATA_OFF]
+                rows[:, BatchResult._T_META + OM_DATA_OFF] = np.where(moved >= 0, moved + base, moved)
+                table[self._cores % m.nworkers == w] = rows
+                arenas.append(reply["arena"])
+                base += len(reply["arena"])
+            logs.update(reply["logs"])
+            lost += reply["lost"]
         ld = m._handles.get(self._handle)
         if errors or ld is None:
             m._finish(self._handle, None, busy, insns, cycles)
             err = next((e for e in errors if isinstance(e, WorkerDied)), errors[0] if errors else None)
             self._error = err or PoolError(f"program {self._handle} was unloaded while its batch ran")
-            return
-        self._result = PoolResult.gather(ld.engine, self._blob, self._offsets, self._order, wires, core=self._cores)
-        m._finish(self._handle, self._result, busy, insns, cycles)
+        else:
+            out_data = np.concatenate(arenas) if arenas else np.zeros(0, np.uint8)
+            res = PoolResult.from_table(ld.engine, self._blob, self._offsets, table, ctx, out_data,
+                                        core=self._cores)
+            res.logs, res.lost_records = logs, lost
+            self._result = res
+            m._finish(self._handle, res, busy, insns, cycles)
+        self._views = None
+        self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> PoolResult:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"batch not finished within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 # -- the parent ------------------------------------------------------------------------------
@@ -445,6 +531,7 @@ class Machine:
         root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self.state_dir = Path(tempfile.mkdtemp(prefix="bpfmc-pool-", dir=root))
         self._seq = _CoreSeq(self.state_dir / "cores.seq", self.ncores, create=True)
+        self._slots = SlotPool(self.state_dir, SLOTS)
         self._handles: dict[int, _Loaded] = {}
         self._next_handle = 1
         self._links: list[_Link | None] = [None] * self.nworkers
@@ -468,7 +555,7 @@ class Machine:
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         cpu = allowed[w % len(allowed)] if allowed else None
         parent, child = self._ctx.Pipe(duplex=True)
-        p = self._ctx.Process(target=_worker_main, args=(child, w, cpu, str(self.state_dir / "cores.seq"),
+        p = self._ctx.Process(target=_worker_main, args=(child, w, self.nworkers, cpu, str(self.state_dir),
                                                          self.ncores),
                               name=f"bpfmc-worker-{w}", daemon=True)
         with _main_hidden():
@@ -517,7 +604,7 @@ class Machine:
         a batch that was never sent to the dead worker does not fail with it."""
         ln = self._links[w]
         deadline = time.monotonic() + REPLACE_TIMEOUT
-        while (ln.dead is not None or not ln.proc.is_alive()) and not ln.unreplaceable:
+        while ln.dead is not None and not ln.unreplaceable:
             if self._closed or time.monotonic() > deadline:
                 break
             time.sleep(0.005)
@@ -636,39 +723,21 @@ class Machine:
         cores = self.steer(handle, blob, offsets, steering).astype(np.int32)
         if recorder is not None:
             recorder.add(blob, lengths, cores)
-        # Events grouped by core, each core's in arrival order (a stable sort), so a worker runs
-        # one contiguous slice per core; the parts' results, taken in turn, follow ``order``.
-        order = np.argsort(cores, kind="stable")
-        core_ids, counts = np.unique(cores, return_counts=True)
+        ctx_bytes = ld.engine.context.size if ld.engine.context.kind in (KIND_SKB, KIND_SOCKET) else 0
+        cols = BatchResult._T_COLS
+        slot, gen, buf = self._slots.acquire(slot_size(n, len(blob), cols, ctx_bytes))
+        v = slot_views(buf, n, len(blob), cols, ctx_bytes)
+        v.lengths[:] = lengths
+        v.cores[:] = cores
+        v.blob[:] = blob
         with self._stats_lock:
             st = ld.stats
             if st.in_flight == 0:
                 st.since = time.perf_counter_ns()
             st.in_flight += 1
-        uniform = n and int(lengths.min()) == int(lengths.max())
-        parts = []
-        for w in range(self.nworkers):
-            mine = core_ids % self.nworkers == w
-            if not mine.any():
-                continue
-            # Cores of worker w, ascending: their events are contiguous runs of ``order`` only
-            # when one worker hosts every core; otherwise pick them out.
-            if self.nworkers == 1:
-                sel = order
-            else:
-                sel = order[(cores[order] % self.nworkers) == w]
-            ln = lengths[sel]
-            if uniform:  # fixed-size events (packets of one size): one take of whole rows
-                sub = blob.reshape(n, -1)[sel].reshape(-1) if int(lengths[0]) else blob[:0]
-            else:
-                starts = offsets[sel]
-                within = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
-                sub = blob[np.repeat(starts, ln) + within]
-            msg = ("run", handle, core_ids[mine].astype(np.int64), counts[mine].astype(np.int64), sub, ln)
-            parts.append((core_ids[mine].tolist(), self._link(w).call(msg), sel))
-        # Parts come back worker by worker; their rows follow the concatenated selections.
-        order = np.concatenate([p[2] for p in parts]) if parts else order
-        return PoolFuture(self, handle, blob, offsets, cores, order, [(p[0], p[1]) for p in parts])
+        workers = sorted({int(c) % self.nworkers for c in np.unique(cores).tolist()})
+        msg = ("run", handle, slot, gen, n, len(blob), ctx_bytes)
+        return PoolFuture(self, handle, blob, offsets, cores, slot, v, workers, lambda w: self._link(w).call(msg))
 
     def run(self, handle: int, events: tuple, steering="rr", *, recorder=None) -> PoolResult:
         """Run a batch ``(blob, lengths)`` and wait for it; results in event order."""
@@ -819,6 +888,7 @@ class Machine:
             ld.engine.store.close()
         self._handles.clear()
         self._seq.close()
+        self._slots.close()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def __enter__(self) -> Machine:
