@@ -347,3 +347,18 @@ def test_backpressure_keeps_every_batch(machine, obj):
     for f in futs:
         assert (f.result().status == 0).all()
     assert _pcpu_total(machine, h) == 20 * 64
+
+
+def test_sixty_four_cores_on_two_workers(obj):
+    with Machine(MODEL.with_(cores=64), workers=2, deterministic=True) as m:
+        h = m.load(obj)
+        blob, lengths, keys = frames(640, seed=8)
+        res = m.run(h, (blob, lengths))  # round-robin: every core gets 10 events
+        assert (res.status == 0).all() and np.bincount(res.core, minlength=64).tolist() == [10] * 64
+        raw = m.map_read(h, "pcpu")
+        per_core = np.zeros(64, np.int64)
+        for v in raw.values():
+            assert len(v) == 64 * 8  # the kernel layout: one 8-byte row per emulated core
+            per_core += [_u64(v[c * 8:c * 8 + 8]) for c in range(64)]
+        assert per_core.tolist() == [10] * 64
+        assert [c["events"] for c in m.stats()["per_core"]] == [10] * 64
