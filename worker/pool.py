@@ -28,7 +28,6 @@ import ctypes
 import mmap
 import os
 import pickle
-import queue
 import shutil
 import signal
 import sys
@@ -50,8 +49,7 @@ from .model import HardwareModel
 from .steering import Steering
 
 PR_SET_PDEATHSIG = 1
-QUEUE_DEPTH = 2  # batches queued per worker beyond the one it runs
-SLOTS = QUEUE_DEPTH + 1  # batches in flight at once: a producer that outruns the pool waits for a slot
+SLOTS = 4  # batches in flight at once (one running, the next ones ready): then producers wait
 REPLACE_TIMEOUT = 60.0  # how long a batch waits for a dead worker's replacement to attach
 _CTX = None
 
@@ -262,48 +260,34 @@ def _run_slot(engines: dict[int, Engine], buf: np.ndarray, n: int, nbytes: int, 
 # -- talking to one worker -------------------------------------------------------------------
 
 class _Link:
-    """A worker process and the two threads that talk to it: a sender that takes requests from
-    a bounded queue (a producer that outruns the worker waits in ``call``) and a receiver that
-    matches replies to requests in order. The socket carries both directions at once, so the
-    worker always has its next batch waiting while the parent gathers the last one."""
+    """A worker process, and the receiver thread that matches its replies to requests in order.
+    Requests are sent by the caller's thread: they are small (a batch is a slot number), so a
+    send never waits on a busy worker, and a thread handoff per batch is saved. The slots bound
+    how many batches are in flight."""
 
     def __init__(self, w: int, cores: list[int], proc, conn, on_death):
         self.w, self.cores, self.proc, self.conn = w, cores, proc, conn
         self._on_death = on_death
-        self._pending: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self._inflight: collections.deque = collections.deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer on the socket; in-flight order = send order
         self.dead: BaseException | None = None
         self.stopping = False
         self.unreplaceable = False
-        self._sender = threading.Thread(target=self._send_loop, name=f"bpfmc-send-{w}", daemon=True)
         self._receiver = threading.Thread(target=self._recv_loop, name=f"bpfmc-recv-{w}", daemon=True)
-        self._sender.start()
         self._receiver.start()
 
     def call(self, msg) -> Future:
         fut: Future = Future()
-        if self.dead is not None:
-            fut.set_exception(self.dead)
-            return fut
-        self._pending.put((msg, fut))
-        return fut
-
-    def _send_loop(self) -> None:
-        while True:
-            item = self._pending.get()
-            if item is None:
-                return
-            msg, fut = item
-            with self._lock:
-                if self.dead is not None:
-                    fut.set_exception(self.dead)
-                    continue
-                self._inflight.append(fut)
+        with self._lock:
+            if self.dead is not None:
+                fut.set_exception(self.dead)
+                return fut
+            self._inflight.append(fut)
             try:
                 _send(self.conn, msg)
             except (OSError, ValueError, EOFError):
                 pass  # the receiver sees the worker's end and fails what is in flight
+        return fut
 
     def _recv_loop(self) -> None:
         while True:
@@ -332,15 +316,14 @@ class _Link:
             while self._inflight:
                 self._inflight.popleft().set_exception(exc)
 
-    def stop(self, timeout: float = 5) -> bool:
-        """Queue a stop behind what is already queued; False if the queue stayed full."""
+    def stop(self) -> None:
+        """Ask the worker to exit after the requests already sent."""
         self.stopping = True
-        try:
-            self._pending.put((("stop",), Future()), timeout=timeout)
-            self._pending.put(None, timeout=timeout)
-        except queue.Full:
-            return False
-        return True
+        with self._lock:
+            try:
+                _send(self.conn, ("stop",))
+            except (OSError, ValueError):
+                pass
 
 
 # -- results and statistics ------------------------------------------------------------------
@@ -872,17 +855,14 @@ class Machine:
                 return
             self._closed = True
         links = [ln for ln in self._links if ln is not None]
-        stopped = [ln.stop() for ln in links]
-        for ln, ok in zip(links, stopped, strict=True):
-            ln.proc.join(timeout=5 if ok else 0)
+        for ln in links:
+            ln.stop()
+        for ln in links:
+            ln.proc.join(timeout=5)
             if ln.proc.is_alive():  # wedged in a long batch: it holds nothing we still need
                 ln.proc.kill()
                 ln.proc.join(timeout=5)
             ln._fail(PoolError("the machine is closed"))
-            try:
-                ln._pending.put_nowait(None)
-            except queue.Full:
-                pass
             ln.conn.close()
         for ld in self._handles.values():
             ld.engine.store.close()
