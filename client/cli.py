@@ -152,6 +152,82 @@ def _apply_map_updates(update, updates: list[str]) -> None:
             raise CliError(f"--map-update {spec!r}: {e}") from None
 
 
+# -- verification ------------------------------------------------------------------------------
+
+def _programs_to_verify(args) -> tuple[list, list, str]:
+    """(programs, their maps, what was read) for ``verify`` and ``exec``: every program of an
+    ELF object (libbpf loads them all, so the kernel verifies them all) or the one program of
+    an assembly, raw or .data file."""
+    from bpfmc.ebpf.elf import ElfError, NotFound, load_object
+    from bpfmc.ebpf.program import Program
+
+    data = _read_bytes(args.program)
+    choice = args.program_name or args.section
+    if data[:4] == b"\x7fELF":
+        try:
+            obj = load_object(data)
+            chosen = obj.program(choice) if choice else None
+        except (ElfError, NotFound) as e:
+            raise CliError(f"{args.program}: {e.args[0] if isinstance(e, KeyError) else e}") from None
+        programs = list(obj.programs.values())
+        if args.type:
+            programs = [Program(p.code, name=p.name, prog_type=args.type, meta=p.meta)
+                        if chosen is None or p.name == chosen.name else p for p in programs]
+        if getattr(args, "only_chosen", False) and chosen is not None:
+            programs = [p for p in programs if p.name == chosen.name]
+        return programs, list(obj.maps), "ELF"
+    if choice:
+        raise CliError("--program/--section choose among the programs of an ELF object")
+    if Path(args.program).suffix.lower() not in (".s", ".asm", ".data") and not args.type:
+        raise CliError(f"{args.program}: a raw program needs --type (raw, xdp, sched_cls, socket_filter)")
+    program, _ = load_program(args.program, prog_type=args.type or "raw")
+    return [program], [], "program"
+
+
+def _verify(programs, maps, *, privileged: bool, log_level: int) -> list:
+    from bpfmc.ebpf.validate import ValidationError, validate
+    from bpfmc.ebpf.verifier import verify
+
+    for p in programs:  # a program that does not even decode is an input error (exit 2), not a verdict
+        try:
+            validate(p.code, allow_pseudo=True)
+        except ValidationError as e:
+            raise CliError(f"{p.name}: program refused: {e}") from None
+    return [(p, verify(p, maps=maps, privileged=privileged, log_level=log_level)) for p in programs]
+
+
+def _refuse_unverified(args) -> None:
+    """``exec`` verifies what it loads first, as the kernel does; ``--no-verify`` skips it."""
+    if args.no_verify:
+        return
+    programs, maps, _ = _programs_to_verify(args)
+    for program, verdict in _verify(programs, maps, privileged=True, log_level=1):
+        if not verdict.accepted:
+            sys.stderr.write(f"bpfctl: the verifier refused {program.name} ({program.prog_type}); "
+                             f"--no-verify runs it anyway\n{verdict.log}")
+            raise CliError(f"{args.program}: {program.name}: {verdict.error.line}", EXIT_REFUSED)
+
+
+def cmd_verify(args) -> int:
+    programs, maps, _ = _programs_to_verify(args)
+    results = _verify(programs, maps, privileged=not args.unprivileged, log_level=args.log_level)
+    if args.json:
+        doc = [{"program": p.name, "type": p.prog_type, "accepted": v.accepted,
+                "error": None if v.error is None else {"pc": v.error.pc, "insn": v.error.insn,
+                                                       "message": v.error.message},
+                "log": v.log, "stats": v.stats} for p, v in results]
+        print(json.dumps({"programs": doc, "accepted": all(v.accepted for _, v in results)}))
+    else:
+        for p, v in results:
+            st = v.stats
+            verdict = "accepted" if v.accepted else "rejected"
+            print(f"{p.name} ({p.prog_type}): {verdict}; {st.get('insns_processed', 0)} instructions processed, "
+                  f"peak {st.get('peak_states', 0)} states, {st.get('time_ms', 0)} ms")
+            if not v.accepted or args.log_level >= 2:
+                print(v.log, end="" if v.log.endswith("\n") else "\n")
+    return EXIT_OK if all(v.accepted for _, v in results) else EXIT_REFUSED
+
+
 def _uses_pool(args, model) -> bool:
     """The pool runs whenever the user asks for anything multi-core; ``--cpu N`` alone (or a
     one-core model) keeps the single in-process engine, which starts faster."""
@@ -175,6 +251,7 @@ def cmd_exec(args) -> int:
         raise CliError("--repeat must be at least 1")
     if args.replay and (args.inputs or args.record):
         raise CliError("--replay runs the recorded events: give no --data/--data-file/--record with it")
+    _refuse_unverified(args)
     if _uses_pool(args, model):
         return _exec_on_pool(args, model)
     return _exec_in_process(args, model)
@@ -490,12 +567,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None,
                    help="seed of the per-core random streams (default 0 in process and with --deterministic, "
                         "else random)")
+    e.add_argument("--no-verify", action="store_true",
+                   help="run without verifying first (for experiments: the engine's bounds checks still hold)")
     e.add_argument("--stats", action="store_true",
                    help="totals and modelled time on stderr; on the pool also per-core and per-program "
                         "figures (and a \"stats\" object with --json)")
     e.add_argument("--json", action="store_true", help="print the JSON result shape")
     e.add_argument("--pretty", action="store_true", help="indent the JSON")
     e.set_defaults(func=cmd_exec)
+
+    v = sub.add_parser("verify", help="verify a program as the kernel would before loading it")
+    v.add_argument("program", help="an ELF object, assembly (.s/.asm), a .data file, or raw slots (.bin, "
+                                   "with --type)")
+    v.add_argument("--program", dest="program_name", metavar="NAME", help="only this program of the object")
+    v.add_argument("--section", metavar="SEC", help="only the program of this section")
+    v.add_argument("--type", choices=("raw", "xdp", "sched_cls", "tc", "socket_filter"),
+                   help="program type (default: from the section name; raw for assembly)")
+    v.add_argument("--log-level", type=int, choices=(0, 1, 2), default=1,
+                   help="0: verdict only; 1: the cause and the path to it (default); 2: every instruction's state")
+    v.add_argument("--unprivileged", action="store_true",
+                   help="the stricter rules for unprivileged loads (no pointer leaks, no uninitialised stack reads, "
+                        "no loops)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify, only_chosen=True)
 
     c = sub.add_parser("conformance", help="run a bpf_conformance directory of .data files")
     c.add_argument("directory")

@@ -21,15 +21,16 @@ def bpfctl(*args, check=None):
 @pytest.fixture
 def loop_s(tmp_path):
     f = tmp_path / "loop.s"
-    f.write_text("mov %r0, 0\nloop:\nadd %r0, 1\njlt %r0, %r2, loop\nexit\n")
+    # Bounded (r2 <= 64), so the verifier sees the loop end, as the kernel's would need to.
+    f.write_text("mov %r0, 0\njgt %r2, 64, out\nloop:\nadd %r0, 1\njlt %r0, %r2, loop\nout:\nexit\n")
     return f
 
 
 def test_exec_json_shape(loop_s):
     out = json.loads(bpfctl("exec", loop_s, "--data", "00" * 5, "--mem", "0102", "--json", check=0).stdout)
     assert out["program"] == "loop" and out["type"] == "raw" and out["model"] == "generic"
-    assert out["runs"] == [{"r0": 5, "insns": 12, "cycles": 12}, {"r0": 2, "insns": 6, "cycles": 6}]
-    assert out["totals"] == {"runs": 2, "faults": 0, "insns": 18, "cycles": 18}
+    assert out["runs"] == [{"r0": 5, "insns": 13, "cycles": 13}, {"r0": 2, "insns": 7, "cycles": 7}]
+    assert out["totals"] == {"runs": 2, "faults": 0, "insns": 20, "cycles": 20}
 
 
 def test_exec_plain_prints_r0_and_repeat(loop_s, tmp_path):
@@ -41,7 +42,7 @@ def test_exec_plain_prints_r0_and_repeat(loop_s, tmp_path):
 
 def test_exec_model_changes_cycles(loop_s):
     out = json.loads(bpfctl("exec", loop_s, "--data", "0000", "--model", "hbpf", "--json", check=0).stdout)
-    assert out["runs"][0]["cycles"] == 1 + 2 * 3 + 2
+    assert out["runs"][0]["cycles"] == 1 + 2 + 2 * 3 + 2  # mov, the bound check, 2 x (add, jlt), exit
 
 
 def test_exec_fault_exit_3_still_prints_json(tmp_path):
@@ -76,9 +77,9 @@ def test_exec_missing_file_and_elf(tmp_path):
 def test_asm_then_disasm_round_trip(loop_s, tmp_path):
     out = tmp_path / "loop.bin"
     bpfctl("asm", loop_s, "-o", out, check=0)
-    assert len(out.read_bytes()) == 32
+    assert len(out.read_bytes()) == 40
     text = bpfctl("disasm", out, check=0).stdout
-    assert text.splitlines() == ["mov %r0, 0", "add %r0, 1", "jlt %r0, %r2, -2", "exit"]
+    assert text.splitlines() == ["mov %r0, 0", "jgt %r2, 64, +2", "add %r0, 1", "jlt %r0, %r2, -2", "exit"]
     listing = bpfctl("disasm", out, "--style", "llvm", check=0).stdout
     assert "if r0 < r2 goto -0x2" in listing
 

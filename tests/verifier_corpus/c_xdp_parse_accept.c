@@ -1,0 +1,40 @@
+// XDP: Ethernet + IPv4 header parse, each header checked against data_end before it is read;
+// a per-protocol counter in an array map, NULL-checked.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u64);
+} proto_count SEC(".maps");
+
+SEC("xdp")
+int xdp_parse(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	__u32 key;
+	__u64 *count;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return XDP_DROP;
+	key = ip->protocol;
+	count = bpf_map_lookup_elem(&proto_count, &key);
+	if (count)
+		__sync_fetch_and_add(count, 1);
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";

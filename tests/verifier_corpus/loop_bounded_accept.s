@@ -1,0 +1,9 @@
+# A counted loop of 100 iterations (bounded loops are allowed when privileged).
+# type: socket_filter
+mov %r0, 0
+mov %r1, 0
+loop:
+add %r0, %r1
+add %r1, 1
+jlt %r1, 100, loop
+exit

@@ -1,0 +1,13 @@
+# Checked, but the access sits on the NULL side of the branch.
+# type: xdp
+# map: counters hash key=4 value=8 entries=16
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+lddw %r1, map:counters
+call 1                  # bpf_map_lookup_elem
+jne %r0, 0, out
+ldxdw %r1, [%r0+0]
+out:
+mov %r0, 2
+exit

@@ -1,0 +1,15 @@
+# Variable offset from the packet-free context: no bound at all.
+# type: xdp
+# map: vals array key=4 value=8 entries=4
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+lddw %r1, map:vals
+call 1                  # bpf_map_lookup_elem
+jeq %r0, 0, out
+ldxdw %r1, [%r0+0]     # unknown 64-bit scalar
+add %r0, %r1
+ldxb %r2, [%r0+0]
+out:
+mov %r0, 2
+exit
