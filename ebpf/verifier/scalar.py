@@ -8,6 +8,7 @@ whose condition cannot hold is found dead. ALU results and branch refinements go
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from . import tnum as tn
@@ -70,6 +71,7 @@ class Scalar(NamedTuple):
 UNKNOWN = Scalar(0, U64, S64_MIN, S64_MAX, 0, U32, S32_MIN, S32_MAX, tn.UNKNOWN)
 
 
+@functools.lru_cache(maxsize=4096)  # Scalars are immutable; loops build the same constants again
 def const(v: int) -> Scalar:
     v &= U64
     lo = v & U32
@@ -108,6 +110,13 @@ def _deduce(ul: int, uh: int, sl: int, sh: int, bits: int) -> tuple[int, int, in
 
 def sync(s: Scalar) -> Scalar | None:
     umin, umax, smin, smax, u32min, u32max, s32min, s32max, var = s
+    if not var.mask:  # a known constant (loop counters, mostly): it fits every range or none
+        v = var.value
+        lo = v & U32
+        if (umin <= v <= umax and smin <= s64(v) <= smax and u32min <= lo <= u32max
+                and s32min <= s32(lo) <= s32max):
+            return const(v)
+        return None
     for _ in range(2):
         v, m = var
         # bounds from known bits
@@ -380,8 +389,24 @@ def _pack(s: Scalar, v: _View, bits: int) -> Scalar | None:
     return sync(s._replace(u32min=v.ul, u32max=v.uh, s32min=v.sl, s32max=v.sh, var=tn.with_subreg(s.var, v.var)))
 
 
+_HOLDS = {"eq": lambda x, y, sx, sy: x == y, "ne": lambda x, y, sx, sy: x != y,
+          "gt": lambda x, y, sx, sy: x > y, "ge": lambda x, y, sx, sy: x >= y,
+          "lt": lambda x, y, sx, sy: x < y, "le": lambda x, y, sx, sy: x <= y,
+          "sgt": lambda x, y, sx, sy: sx > sy, "sge": lambda x, y, sx, sy: sx >= sy,
+          "slt": lambda x, y, sx, sy: sx < sy, "sle": lambda x, y, sx, sy: sx <= sy,
+          "set": lambda x, y, sx, sy: bool(x & y), "nset": lambda x, y, sx, sy: not x & y}
+
+
 def refine(a: Scalar, b: Scalar, rel: str, bits: int) -> tuple[Scalar, Scalar] | None:
     """Assume ``a <rel> b`` (in ``bits``-bit comparison); the narrowed pair, or None if impossible."""
+    if not a.var.mask and not b.var.mask:  # two constants (a loop counter against its bound): decided
+        x, y = a.var.value, b.var.value
+        if bits == 32:
+            x, y = x & U32, y & U32
+            sx, sy = s32(x), s32(y)
+        else:
+            sx, sy = s64(x), s64(y)
+        return (a, b) if _HOLDS[rel](x, y, sx, sy) else None
     if rel in ("gt", "ge", "sgt", "sge"):
         r = refine(b, a, SWAP[rel], bits)
         return None if r is None else (r[1], r[0])
