@@ -22,6 +22,19 @@ from .contexts import (
     PACKET_HOST,
     PACKET_MULTICAST,
     PACKET_OTHERHOST,
+    PKT_B_CTX,
+    PKT_B_CTX_SIZE,
+    PKT_B_EVENT_WRITES,
+    PKT_B_FRAME0,
+    PKT_B_HEAD,
+    PKT_B_IN,
+    PKT_B_KIND,
+    PKT_B_META,
+    PKT_B_META_STRIDE,
+    PKT_B_OUT,
+    PKT_B_PKT,
+    PKT_B_PKT_CAP,
+    PKT_B_STACK_ZERO,
     PKT_CAP,
     PKT_DATA,
     PKT_END,
@@ -31,8 +44,9 @@ from .contexts import (
     PKT_REDIRECT_FLAGS,
     PKT_REDIRECT_KIND,
     PKT_REDIRECT_TARGET,
+    XDP_SIZE,
 )
-from .intrinsics import load_u8, load_u16, load_u32, store_u32
+from .intrinsics import copy_bytes, fill_zero, load_u8, load_u16, load_u32, load_u64, never_inline, store_u32, store_u64
 from .memory import REGION_SHIFT
 
 U0 = np.uint64(0)
@@ -54,7 +68,7 @@ def _init_skb(ctx_h, ctx_size, frame, length, kind):
     host kernel): len (minus the Ethernet header for socket filters), pkt_type from the
     destination MAC, protocol as the frame carries it, ifindex 1; everything else zero.
     ``ctx_h`` and ``frame`` are host addresses."""
-    mo.mem_zero(ctx_h, ctx_size)
+    fill_zero(ctx_h, ctx_size)
     skb_len = length - ETH_HLEN if kind == KIND_SOCKET else length
     store_u32(ctx_h, np.uint64(skb_len))
     multicast = (load_u8(frame) & U1) != U0
@@ -63,6 +77,28 @@ def _init_skb(ctx_h, ctx_size, frame, length, kind):
     store_u32(ctx_h + np.uint64(4), np.uint64(pkt_type))
     store_u32(ctx_h + np.uint64(16), load_u16(frame + np.uint64(12)))  # network order, as stored
     store_u32(ctx_h + np.uint64(40), np.uint64(LOOPBACK_IFINDEX))
+
+
+# Event-sized copies and fills in 32-byte pieces of constant size, which LLVM emits as inline
+# vector moves; a variable-size memcpy/memset is a libc call that cost more than the bytes.
+@njit(cache=True, inline="always")
+def _copy(dst, src, n):
+    i = np.int64(0)
+    while i + 32 <= n:
+        copy_bytes(dst + np.uint64(i), src + np.uint64(i), np.int64(32))
+        i += 32
+    if i < n:
+        copy_bytes(dst + np.uint64(i), src + np.uint64(i), n - i)
+
+
+@njit(cache=True, inline="always")
+def _zero(dst, n):
+    i = np.int64(0)
+    while i + 32 <= n:
+        fill_zero(dst + np.uint64(i), np.int64(32))
+        i += 32
+    if i < n:
+        fill_zero(dst + np.uint64(i), n - i)
 
 
 @njit(cache=True)
@@ -74,58 +110,106 @@ def headroom_of(kind):
     return np.int64(0)
 
 
-# The two functions below take host addresses and scalars, not arrays: Numba passes each array
-# as seven scalars, and a call per event with a dozen arrays cost more than a short program.
+# The two functions below take the packet state's host address (``st``) and the event; the
+# batch's constants are in the state (PKT_B_*), written once by the caller. Numba passes each
+# array as seven scalars, and a call per event with a dozen arguments cost more than a short
+# program.
+
+@njit(cache=True, inline="always")
+def _get(st, slot):
+    return np.int64(load_u64(st + np.uint64(8 * slot)))
+
+
+@njit(cache=True, inline="always")
+def _addr(st, slot):
+    return load_u64(st + np.uint64(8 * slot))
+
+
+@njit(cache=True, inline="always")
+def _set(st, slot, value):
+    store_u64(st + np.uint64(8 * slot), value)
+
 
 @njit(cache=True)
-def begin_event(kind, head, src, length, frame0_h, stack_zero, in_h, pkt_h, pkt_cap, ctx_h, ctx_size, pkt):
+def begin_event(st, src, length):
     """Present an event (``length`` bytes at host address ``src``) to the program: the
-    outermost stack frame zeroed (``stack_zero`` bytes: 0 for code that never uses the stack),
-    and the input bytes (raw) or the packet and its context (XDP, tc, socket filter).
+    outermost stack frame zeroed (PKT_B_STACK_ZERO bytes: 0 for code that never uses the
+    stack), and the input bytes (raw) or the packet and its context (XDP, tc, socket filter).
     Registers are the caller's business."""
-    mo.mem_zero(frame0_h, stack_zero)
+    never_inline()
+    kind = _get(st, PKT_B_KIND)
+    _zero(_addr(st, PKT_B_FRAME0), _get(st, PKT_B_STACK_ZERO))
     if kind == KIND_RAW:
-        mo.mem_copy(in_h, src, length)
+        _copy(_addr(st, PKT_B_IN), src, length)
         return
-    if pkt[PKT_HEAD_DIRTY] != 0:  # a previous run moved data into the headroom: the kernel's is zero
-        mo.mem_zero(pkt_h, head)
-        pkt[PKT_HEAD_DIRTY] = 0
-    mo.mem_copy(pkt_h + np.uint64(head), src, length)
-    pkt[PKT_META] = head
-    pkt[PKT_DATA] = head
-    pkt[PKT_END] = head + length
-    pkt[PKT_CAP] = pkt_cap
-    pkt[PKT_L3] = 0
-    pkt[PKT_REDIRECT_KIND] = 0
-    pkt[PKT_REDIRECT_TARGET] = 0
-    pkt[PKT_REDIRECT_FLAGS] = 0
+    head = _get(st, PKT_B_HEAD)
+    pkt_h = _addr(st, PKT_B_PKT)
+    ctx_h = _addr(st, PKT_B_CTX)
+    if _get(st, PKT_HEAD_DIRTY) != 0:  # a previous run moved data into the headroom: the kernel's is zero
+        fill_zero(pkt_h, head)
+        _set(st, PKT_HEAD_DIRTY, 0)
+    _copy(pkt_h + np.uint64(head), src, length)
+    _set(st, PKT_META, head)
+    _set(st, PKT_DATA, head)
+    _set(st, PKT_END, head + length)
+    _set(st, PKT_CAP, _get(st, PKT_B_PKT_CAP))
+    _set(st, PKT_L3, 0)
+    _set(st, PKT_REDIRECT_KIND, 0)
+    _set(st, PKT_REDIRECT_TARGET, 0)
+    _set(st, PKT_REDIRECT_FLAGS, 0)
     if kind == KIND_XDP:
-        mo.mem_zero(ctx_h, ctx_size)
+        fill_zero(ctx_h, XDP_SIZE)  # a constant size: inline stores, no call
         store_u32(ctx_h + np.uint64(12), np.uint64(LOOPBACK_IFINDEX))  # ingress_ifindex; rx queue 0
     else:
-        _init_skb(ctx_h, ctx_size, src, length, kind)
+        _init_skb(ctx_h, _get(st, PKT_B_CTX_SIZE), src, length, kind)
         if kind == KIND_SOCKET:  # the Ethernet header is consumed before the program runs
-            pkt[PKT_DATA] = head + ETH_HLEN
-            pkt[PKT_META] = head + ETH_HLEN
-            pkt[PKT_L3] = ETH_HLEN
+            _set(st, PKT_DATA, head + ETH_HLEN)
+            _set(st, PKT_META, head + ETH_HLEN)
+            _set(st, PKT_L3, ETH_HLEN)
 
 
 @njit(cache=True)
-def end_event(kind, head, src, length, in_h, pkt_h, out_h, used, pkt):
-    """Keep what the program changed of the event (its input or packet). Returns (new fill
-    of the output arena, where the changed bytes start or -1, how many)."""
+def end_event(st, src, length, used, e):
+    """Keep what the program changed of event ``e`` (its input or packet) and write its
+    ``out_meta`` row: where the changed bytes start in the output arena (or -1) and how many,
+    and the redirect. Returns the new fill of the arena. When decode found nothing in the
+    program that could change the event's bytes (PKT_B_EVENT_WRITES = 0) there is nothing to
+    compare.
+
+    One scalar back, not a tuple: the caller read a returned tuple with one 16-byte load of the
+    two 8-byte stores just made, which cannot be store-forwarded and stalled every event."""
+    never_inline()
+    kind = _get(st, PKT_B_KIND)
+    may_change = _get(st, PKT_B_EVENT_WRITES) != 0
+    out_h = _addr(st, PKT_B_OUT)
+    data_off = np.int64(-1)
+    data_len = np.int64(0)
+    redirect_kind = redirect_target = redirect_flags = np.int64(0)
     if kind == KIND_RAW:
-        if mo.mem_equal(in_h, src, length):  # raw programs may write their input; usually not
-            return used, np.int64(-1), np.int64(0)
-        mo.mem_copy(out_h + np.uint64(used), in_h, length)
-        return used + length, used, length
-    lo = pkt[PKT_META] if kind == KIND_XDP else pkt[PKT_DATA] - pkt[PKT_L3]
-    out_len = pkt[PKT_END] - lo
-    l3 = pkt[PKT_L3]
-    if lo == head and out_len == length and mo.mem_equal(pkt_h + np.uint64(head + l3), src + np.uint64(l3),
-                                                         length - l3):
-        return used, np.int64(-1), np.int64(0)
-    mo.mem_copy(out_h + np.uint64(used), pkt_h + np.uint64(lo), out_len)
-    if kind == KIND_SOCKET:  # the consumed header comes back as it went in
-        mo.mem_copy(out_h + np.uint64(used), src, ETH_HLEN)
-    return used + out_len, used, out_len
+        in_h = _addr(st, PKT_B_IN)
+        if may_change and not mo.mem_equal(in_h, src, length):  # raw programs may write their input; usually not
+            copy_bytes(out_h + np.uint64(used), in_h, length)
+            data_off, data_len = used, length
+    else:
+        head = _get(st, PKT_B_HEAD)
+        pkt_h = _addr(st, PKT_B_PKT)
+        l3 = _get(st, PKT_L3)
+        lo = _get(st, PKT_META) if kind == KIND_XDP else _get(st, PKT_DATA) - l3
+        out_len = _get(st, PKT_END) - lo
+        if may_change and not (lo == head and out_len == length
+                               and mo.mem_equal(pkt_h + np.uint64(head + l3), src + np.uint64(l3), length - l3)):
+            copy_bytes(out_h + np.uint64(used), pkt_h + np.uint64(lo), out_len)
+            if kind == KIND_SOCKET:  # the consumed header comes back as it went in
+                copy_bytes(out_h + np.uint64(used), src, ETH_HLEN)
+            data_off, data_len = used, out_len
+        redirect_kind = _get(st, PKT_REDIRECT_KIND)
+        redirect_target = _get(st, PKT_REDIRECT_TARGET)
+        redirect_flags = _get(st, PKT_REDIRECT_FLAGS)
+    # Every column of the row is written: the engine does not zero the result columns first.
+    meta_h = _addr(st, PKT_B_META) + np.uint64(e * _get(st, PKT_B_META_STRIDE))
+    store_u64(meta_h + np.uint64(8 * OM_REDIRECT_KIND), redirect_kind)
+    store_u64(meta_h + np.uint64(8 * OM_REDIRECT_TARGET), redirect_target)
+    store_u64(meta_h + np.uint64(8 * OM_REDIRECT_FLAGS), redirect_flags)
+    store_u64(meta_h + np.uint64(8 * OM_DATA_OFF), data_off)
+    store_u64(meta_h + np.uint64(8 * OM_DATA_LEN), data_len)
+    return used + data_len

@@ -37,7 +37,23 @@ PKT_REDIRECT_KIND = 6  # 0 none, 1 ifindex (bpf_redirect), 2 map entry (bpf_redi
 PKT_REDIRECT_TARGET = 7  # ifindex, or map index << 32 | key
 PKT_REDIRECT_FLAGS = 8
 PKT_HEAD_DIRTY = 9  # a run moved data into the headroom: zero it before the next
-PKT_STATE_SIZE = 16
+# Constants of a batch for batch.begin_event/end_event, written by interp.run_events before the
+# first event: those calls then take the state's host address and the event, a few scalars,
+# instead of a dozen arguments each.
+PKT_B_KIND = 16
+PKT_B_HEAD = 17  # headroom before the packet
+PKT_B_FRAME0 = 18  # host address of the outermost stack frame
+PKT_B_STACK_ZERO = 19  # bytes of it to clear before each run
+PKT_B_IN = 20  # host address of the raw input buffer
+PKT_B_PKT = 21  # host address of the packet buffer
+PKT_B_PKT_CAP = 22
+PKT_B_CTX = 23  # host address of the context buffer
+PKT_B_CTX_SIZE = 24
+PKT_B_OUT = 25  # host address of the output arena (changed packets)
+PKT_B_META = 26  # host address of out_meta
+PKT_B_META_STRIDE = 27  # bytes per out_meta row
+PKT_B_EVENT_WRITES = 28  # 0: decode found nothing that could change the event's bytes
+PKT_STATE_SIZE = 32
 
 KIND_RAW = 0
 KIND_XDP = 1

@@ -35,39 +35,48 @@ OP_LDDW_TAIL = 0x00
 # byte: a chain of ``o == I_*`` tests over a dense range becomes jump tables, and what the raw
 # byte would leave to run time (immediate or register operand, call kind, access size) is decided
 # here. Rare instructions share a few generic handlers that look at the raw opcode again.
-# LLVM splits a chain this long in two: roughly the first 42 tests (in the interpreter's source
-# order, which follows this numbering) get one jump table, the rest a second one behind it. The
-# first group is the ALU64 operations, the superinstructions and the loads.
+# LLVM folds only the first 42 tests of the chain (in the interpreter's source order, which
+# follows this numbering) into one switch; the rest become a second switch behind it, so an
+# instruction there pays a compare and a second indirect jump. The first 42 tests (0-41) are
+# therefore what compiled code runs most: ALU64, loads, the common conditional jumps and the
+# superinstructions.
 # ALU64 with an immediate (_K) or register (_X) operand.
 I_ADD64_K, I_ADD64_X, I_SUB64_K, I_SUB64_X, I_MUL64_K, I_MUL64_X = 0, 1, 2, 3, 4, 5
 I_OR64_K, I_OR64_X, I_AND64_K, I_AND64_X, I_XOR64_K, I_XOR64_X = 6, 7, 8, 9, 10, 11
 I_LSH64_K, I_LSH64_X, I_RSH64_K, I_RSH64_X, I_ARSH64_K, I_ARSH64_X = 12, 13, 14, 15, 16, 17
 I_MOV64_K, I_MOV64_X = 18, 19
-# Superinstructions: ``mov dst, src`` followed by an ALU64 operation on the same dst, run as one
-# dispatch computing ``dst = src OP operand``. The second slot keeps its own decoding, so a jump
-# may still land on it.
-I_MOVADD_K, I_MOVADD_X, I_MOVSUB_K, I_MOVSUB_X, I_MOVMUL_K, I_MOVMUL_X = 20, 21, 22, 23, 24, 25
-I_MOVOR_K, I_MOVOR_X, I_MOVAND_K, I_MOVAND_X, I_MOVXOR_K, I_MOVXOR_X = 26, 27, 28, 29, 30, 31
-I_MOVLSH_K, I_MOVLSH_X, I_MOVRSH_K, I_MOVRSH_X, I_MOVARSH_K, I_MOVARSH_X = 32, 33, 34, 35, 36, 37
-I_MOV32_K, I_MOV32_X = 38, 39
-I_ALU32 = 40  # every other ALU32 operation (raw opcode decides)
-I_NEG64, I_DIVMOD64, I_MOVSX64, I_MOVSX32, I_ENDIAN = 41, 42, 43, 44, 45
-# Memory.
-I_LDXB, I_LDXH, I_LDXW, I_LDXDW, I_LDXS = 46, 47, 48, 49, 50  # LDXS: sign-extending, all sizes
-I_STB, I_STH, I_STW, I_STDW, I_STXB, I_STXH, I_STXW, I_STXDW = 51, 52, 53, 54, 55, 56, 57, 58
-I_LDDW, I_ATOMIC = 59, 60
-# Control flow: 64-bit conditional jumps get handlers of their own; JMP32 ones share one.
-I_JA, I_JMP32 = 61, 62  # JMP32: 32-bit conditional jumps and invalid jump opcodes
-I_JEQ_K, I_JEQ_X, I_JNE_K, I_JNE_X, I_JGT_K, I_JGT_X, I_JGE_K, I_JGE_X = 63, 64, 65, 66, 67, 68, 69, 70
-I_JLT_K, I_JLT_X, I_JLE_K, I_JLE_X, I_JSET_K, I_JSET_X = 71, 72, 73, 74, 75, 76
-I_JSGT_K, I_JSGT_X, I_JSGE_K, I_JSGE_X, I_JSLT_K, I_JSLT_X, I_JSLE_K, I_JSLE_X = 77, 78, 79, 80, 81, 82, 83, 84
-I_CALL, I_CALL_LOCAL, I_CALLX, I_EXIT = 85, 86, 87, 88
-I_BAD = 89  # invalid opcodes and the sentinel slot after the program
+I_LDXB, I_LDXH, I_LDXW, I_LDXDW = 20, 21, 22, 23
 # Superinstructions for a conditional jump over an unconditional one (``if c goto +1; goto L``,
 # how LLVM often closes a loop): one dispatch goes to pc+2 when c holds, else straight to L.
-I_JEQ_K_JA, I_JNE_K_JA = 90, 91
+I_JEQ_K_JA, I_JNE_K_JA = 24, 25
+I_JEQ_K, I_JNE_K, I_JGT_X = 26, 27, 28
+# Superinstructions ``mov dst, imm`` followed by a conditional jump (clang sets the return value
+# before each early-exit test, or loads a bound to compare with): both halves run as decoded.
+I_MOVK_JEQ_K, I_MOVK_JNE_K, I_MOVK_JGT_X = 29, 30, 31
+# Superinstructions: ``mov dst, src`` followed by an ALU64 operation on the same dst, run as one
+# dispatch computing ``dst = src OP operand``. The second slot keeps its own decoding, so a jump
+# may still land on it. The common ones first (inside the 42), the others behind.
+I_MOVADD_K, I_MOVADD_X, I_MOVSUB_X, I_MOVMUL_X, I_MOVAND_K = 32, 33, 34, 35, 36
+I_MOVOR_X, I_MOVXOR_X, I_MOVLSH_K, I_MOVRSH_K, I_MOVARSH_K = 37, 38, 39, 40, 41
+I_MOVSUB_K, I_MOVMUL_K, I_MOVOR_K, I_MOVAND_X, I_MOVXOR_K = 42, 43, 44, 45, 46
+I_MOVLSH_X, I_MOVRSH_X, I_MOVARSH_X = 47, 48, 49
+I_MOV32_K, I_MOV32_X = 50, 51
+I_ALU32 = 52  # every other ALU32 operation (raw opcode decides)
+I_NEG64, I_DIVMOD64, I_MOVSX64, I_MOVSX32, I_ENDIAN = 53, 54, 55, 56, 57
+# Memory.
+I_LDXS = 58  # sign-extending loads, all sizes
+I_STB, I_STH, I_STW, I_STDW, I_STXB, I_STXH, I_STXW, I_STXDW = 59, 60, 61, 62, 63, 64, 65, 66
+I_LDDW, I_ATOMIC = 67, 68
+# Control flow: 64-bit conditional jumps get handlers of their own; JMP32 ones share one.
+I_JA, I_JMP32 = 69, 70  # JMP32: 32-bit conditional jumps and invalid jump opcodes
+I_JEQ_X, I_JNE_X, I_JGT_K, I_JGE_K, I_JGE_X, I_JLT_K, I_JLT_X = 71, 72, 73, 74, 75, 76, 77
+I_JLE_K, I_JLE_X, I_JSET_K, I_JSET_X = 78, 79, 80, 81
+I_JSGT_K, I_JSGT_X, I_JSGE_K, I_JSGE_X, I_JSLT_K, I_JSLT_X, I_JSLE_K, I_JSLE_X = 82, 83, 84, 85, 86, 87, 88, 89
+I_CALL, I_CALL_LOCAL, I_CALLX, I_EXIT = 90, 91, 92, 93
+I_BAD = 94  # invalid opcodes and the sentinel slot after the program
+I_LDPKT = 95  # legacy packet loads, ld_abs / ld_ind (socket filters, tc)
 _OVER_JA = {I_JEQ_K: I_JEQ_K_JA, I_JNE_K: I_JNE_K_JA}
-I_LDPKT = 92  # legacy packet loads, ld_abs / ld_ind (socket filters, tc)
+_AFTER_MOVK = {I_JEQ_K: I_MOVK_JEQ_K, I_JNE_K: I_MOVK_JNE_K, I_JGT_X: I_MOVK_JGT_X}
 
 
 def _k_x(cls: int, operation: int, k: int, x: int) -> dict[int, int]:
@@ -81,11 +90,13 @@ for _operation, _k in ((op.BPF_ADD, I_ADD64_K), (op.BPF_SUB, I_SUB64_K), (op.BPF
                        (op.BPF_LSH, I_LSH64_K), (op.BPF_RSH, I_RSH64_K), (op.BPF_ARSH, I_ARSH64_K),
                        (op.BPF_MOV, I_MOV64_K)):
     _INTERNAL.update(_k_x(op.BPF_ALU64, _operation, _k, _k + 1))
-for _operation, _k in ((op.BPF_JEQ, I_JEQ_K), (op.BPF_JNE, I_JNE_K), (op.BPF_JGT, I_JGT_K),
-                       (op.BPF_JGE, I_JGE_K), (op.BPF_JLT, I_JLT_K), (op.BPF_JLE, I_JLE_K),
-                       (op.BPF_JSET, I_JSET_K), (op.BPF_JSGT, I_JSGT_K), (op.BPF_JSGE, I_JSGE_K),
-                       (op.BPF_JSLT, I_JSLT_K), (op.BPF_JSLE, I_JSLE_K)):
-    _INTERNAL.update(_k_x(op.BPF_JMP, _operation, _k, _k + 1))
+for _operation, _k, _x in ((op.BPF_JEQ, I_JEQ_K, I_JEQ_X), (op.BPF_JNE, I_JNE_K, I_JNE_X),
+                           (op.BPF_JGT, I_JGT_K, I_JGT_X), (op.BPF_JGE, I_JGE_K, I_JGE_X),
+                           (op.BPF_JLT, I_JLT_K, I_JLT_X), (op.BPF_JLE, I_JLE_K, I_JLE_X),
+                           (op.BPF_JSET, I_JSET_K, I_JSET_X), (op.BPF_JSGT, I_JSGT_K, I_JSGT_X),
+                           (op.BPF_JSGE, I_JSGE_K, I_JSGE_X), (op.BPF_JSLT, I_JSLT_K, I_JSLT_X),
+                           (op.BPF_JSLE, I_JSLE_K, I_JSLE_X)):
+    _INTERNAL.update(_k_x(op.BPF_JMP, _operation, _k, _x))
 _INTERNAL.update(_k_x(op.BPF_ALU, op.BPF_MOV, I_MOV32_K, I_MOV32_X))
 _INTERNAL.update({
     0x87: I_NEG64, 0x37: I_DIVMOD64, 0x3F: I_DIVMOD64, 0x97: I_DIVMOD64, 0x9F: I_DIVMOD64,
@@ -98,7 +109,11 @@ _INTERNAL.update({
 })
 # The ALU64 operations that fuse with a preceding ``mov dst, src``, and which of those take a
 # register operand.
-_FUSED = {I_ADD64_K + i: I_MOVADD_K + i for i in range(I_MOV64_K - I_ADD64_K)}
+_FUSED = {I_ADD64_K: I_MOVADD_K, I_ADD64_X: I_MOVADD_X, I_SUB64_K: I_MOVSUB_K, I_SUB64_X: I_MOVSUB_X,
+          I_MUL64_K: I_MOVMUL_K, I_MUL64_X: I_MOVMUL_X, I_OR64_K: I_MOVOR_K, I_OR64_X: I_MOVOR_X,
+          I_AND64_K: I_MOVAND_K, I_AND64_X: I_MOVAND_X, I_XOR64_K: I_MOVXOR_K, I_XOR64_X: I_MOVXOR_X,
+          I_LSH64_K: I_MOVLSH_K, I_LSH64_X: I_MOVLSH_X, I_RSH64_K: I_MOVRSH_K, I_RSH64_X: I_MOVRSH_X,
+          I_ARSH64_K: I_MOVARSH_K, I_ARSH64_X: I_MOVARSH_X}
 _FUSED_X = {I_ADD64_X, I_SUB64_X, I_MUL64_X, I_OR64_X, I_AND64_X, I_XOR64_X, I_LSH64_X, I_RSH64_X, I_ARSH64_X}
 
 
@@ -155,11 +170,15 @@ class DecodedProgram:
     run_cyc: np.ndarray  # int64: cycles from pc to the end of its run (branches not taken)
     cyc: np.ndarray  # int64: cycles of the instruction itself
     taken_extra: int
+    # False when no instruction of the image can change the event's bytes (see _may_write_event):
+    # the engine then need not compare the packet with the input after each run.
+    event_writes: bool = True
 
     def columns(self) -> tuple:
         word = (self.code.astype(np.uint32) | self.dst.astype(np.uint32) << 8
                 | self.rd.astype(np.uint32) << 16 | self.rs.astype(np.uint32) << 24)
-        return (word, self.op, self.src, self.off, self.imm, self.tgt, self.run_len, self.run_cyc, self.cyc)
+        return (word, self.op, self.src, self.off, self.imm, self.tgt, self.run_len, self.run_cyc, self.cyc,
+                np.int64(self.event_writes))
 
 
 def decode_program(program: Program, model: HardwareModel, entries: tuple[int, ...] = ()) -> DecodedProgram:
@@ -229,6 +248,7 @@ def decode_program(program: Program, model: HardwareModel, entries: tuple[int, .
         name=program.name, num_slots=n, code=col_code, op=col_op, dst=col_dst, src=col_src, rd=col_rd, rs=col_rs,
         off=col_off, imm=col_imm,
         tgt=col_tgt, run_len=run_len, run_cyc=run_cyc, cyc=col_cyc, taken_extra=model.taken_extra,
+        event_writes=_may_write_event(col_op, col_dst, col_src, col_imm, is_tail, n),
     )
 
 
@@ -292,6 +312,10 @@ def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, 
             col_imm[p] = col_imm[p + 1]
         if int(col_code[p]) in _OVER_JA and int(col_tgt[p]) == p + 2 and col_code[p + 1] == I_JA:
             col_code[p] = _OVER_JA[int(col_code[p])]
+        if col_code[p] == I_MOV64_K and nxt in _AFTER_MOVK and not is_tail[p + 1]:
+            # The jump at p+1 is read before this loop reaches it, so it may still become a
+            # jump over a ja there; run plainly by this pair, it means the same.
+            col_code[p] = _AFTER_MOVK[nxt]
         cls = code & 0x07
         if _writes_cached(code):
             cached = int(col_dst[p])
@@ -304,3 +328,35 @@ def _cache_reads(col_code, col_op, col_dst, col_src, col_imm, col_tgt, is_tail, 
         else:
             cached = _NONE  # atomics, exits, unconditional transfers, anything unusual
     return col_rd, col_rs
+
+
+# Helpers that write nowhere a program could have pointed them at the event's bytes (they read
+# their pointer arguments, or write maps, the context or the log). Any other helper might.
+_HELPERS_NOT_WRITING_EVENT = frozenset({
+    1, 2, 3, 5, 6, 7, 8, 12, 14, 15, 23, 25, 28, 34, 42, 51, 87, 118, 125, 130, 131, 132, 133, 134, 160, 181, 195,
+})
+
+
+def _may_write_event(col_op, col_dst, col_src, col_imm, is_tail, n) -> bool:
+    """Whether any instruction of the image might change the packet or raw input: a store or
+    atomic not based on r10 (r10 addresses the stack only, and programs cannot write it), a
+    helper outside the list above, or ``callx``. Tail calls and callbacks stay inside the image,
+    which is scanned whole."""
+    for p in range(n):
+        if is_tail[p]:
+            continue
+        code = int(col_op[p])
+        cls = code & 0x07
+        if cls in (op.BPF_ST, op.BPF_STX) and int(col_dst[p]) != 10:
+            return True
+        # Writes to r10 itself (refused by validation, but decode does not rely on it): a
+        # store based on r10 could then reach anything.
+        if cls in (op.BPF_ALU, op.BPF_ALU64, op.BPF_LDX, op.BPF_LD) and int(col_dst[p]) == 10:
+            return True
+        if cls == op.BPF_STX and code & 0xE0 == op.BPF_ATOMIC and int(col_src[p]) == 10:
+            return True
+        if code == op.CALLX:
+            return True
+        if code == op.CALL and int(col_src[p]) == 0 and int(col_imm[p]) not in _HELPERS_NOT_WRITING_EVENT:
+            return True
+    return False

@@ -386,16 +386,19 @@ class Engine:
             i = int(np.argmin(lengths))
             raise EventError(f"event {i}: a {self.prog_type} program needs an Ethernet frame of at least "
                              f"{ETH_HLEN} bytes, got {int(lengths[i])}")
-        offsets = np.zeros(len(lengths) + 1, np.int64)
+        offsets = np.empty(len(lengths) + 1, np.int64)
+        offsets[0] = 0
         np.cumsum(lengths, out=offsets[1:])
         self._ensure_capacity(int(lengths.max()) if len(lengths) else 0)
         n = len(lengths)
         ctx_bytes = self.context.size if self.context.kind in (KIND_SKB, KIND_SOCKET) else 0
+        # np.empty, not np.zeros: run_events writes every element of every column (out_data only
+        # where it says so), and clearing them first cost several ns per event.
         res = BatchResult(
-            r0=np.zeros(n, np.uint64), insns=np.zeros(n, np.int64), cycles=np.zeros(n, np.int64),
-            status=np.zeros(n, np.int64), pc=np.zeros(n, np.int64), aux=np.zeros(n, np.uint64),
-            meta=np.zeros((n, batchmod.OM_COLS), np.int64), out_data=np.zeros(len(blob) + 4096, np.uint8),
-            out_ctx=np.zeros((n, ctx_bytes), np.uint8), blob=blob, offsets=offsets, engine=self,
+            r0=np.empty(n, np.uint64), insns=np.empty(n, np.int64), cycles=np.empty(n, np.int64),
+            status=np.empty(n, np.int64), pc=np.empty(n, np.int64), aux=np.empty(n, np.uint64),
+            meta=np.empty((n, batchmod.OM_COLS), np.int64), out_data=np.empty(len(blob) + 4096, np.uint8),
+            out_ctx=np.empty((n, ctx_bytes), np.uint8), blob=blob, offsets=offsets, engine=self,
         )
         d, m = self.decoded, self.model
         done, used = 0, 0
