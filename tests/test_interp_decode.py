@@ -84,3 +84,43 @@ def test_read_indices_use_cached_only_after_a_single_predecessor():
     assert int(d.rd[1]) == decode.CACHED
     assert int(d.rs[2]) == decode.CACHED
     assert np.all(d.rd[: d.num_slots] <= decode.CACHED)
+
+
+def test_mov_imm_then_compare_is_fused_and_exact():
+    text = """
+        mov %r0, 0
+        mov %r1, 5
+        jeq %r1, 5, hit
+        mov %r0, 99
+    hit:
+        mov %r2, 7
+        jne %r2, 7, miss
+        add %r0, 1
+    miss:
+        mov %r3, 9
+        jgt %r3, %r2, big
+        add %r0, 100
+    big:
+        exit
+    """
+    eng = Engine(Program(assemble(text)))
+    fused = {int(c) for c in eng.decoded.code}
+    assert {decode.I_MOVK_JEQ_K, decode.I_MOVK_JNE_K, decode.I_MOVK_JGT_X} <= fused
+    # jeq taken (r0 stays 0), jne not taken (+1), jgt taken (skips +100): r0 = 1; the fused
+    # pairs still count two instructions each.
+    assert eng.run(b"") == {"r0": 1, "insns": 9, "cycles": 9}
+
+
+def _event_writes(text: str, prog_type: str = "raw") -> bool:
+    return Engine(Program(assemble(text), prog_type=prog_type)).decoded.event_writes
+
+
+def test_packet_compare_is_skipped_only_when_nothing_can_write_the_event():
+    # Loads, stack stores (r10-based) and read-only helpers: the event cannot change.
+    assert not _event_writes("ldxb %r0, [%r1+0]\nstxdw [%r10-8], %r0\ncall 7\nexit")
+    # A store through r1 (the event), an atomic, or a helper that writes memory: it can.
+    assert _event_writes("mov %r0, 1\nstxb [%r1+0], %r0\nexit")
+    assert _event_writes("mov %r0, 1\nlock add [%r1+0], %r0\nexit")
+    assert _event_writes("mov %r2, %r10\nadd %r2, -8\nmov %r3, 8\ncall 4\nexit")  # probe_read into any pointer
+    # And the result is right either way: a raw program that writes its input reports data_out.
+    assert _run("mov %r0, 0x41\nstxb [%r1+0], %r0\nexit", b"z")["data_out"] == "41"
