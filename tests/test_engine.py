@@ -184,3 +184,19 @@ def test_large_input_grows_buffer():
 def test_results_are_numpy_columns():
     batch = engine(LOOP).run_batch([b""] * 1000)
     assert batch.r0.dtype == np.uint64 and len(batch) == 1000 and not batch.faulted.any()
+
+
+def test_result_columns_are_recycled_only_when_no_result_holds_them():
+    from bpfmc.ebpf.asm import assemble
+    from bpfmc.ebpf.program import Program
+    from bpfmc.worker.engine import Engine
+
+    e = Engine(Program(assemble("mov %r0, %r2\nexit")))
+    first = e.run_batch([b"a", b"bb"])
+    second = e.run_batch([b"ccc", b"dddd"])
+    kept = second.r0[:1]  # a view outlives its result
+    del second
+    for n in range(5, 40):  # many batches later, what is still held has not been overwritten
+        assert e.run_batch([bytes(n)]).r0.tolist() == [n]
+    assert first.r0.tolist() == [1, 2] and kept.tolist() == [3]
+    assert len(e._arenas) <= 3
