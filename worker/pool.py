@@ -206,14 +206,23 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
 
 def _run_slot(engines: dict[int, Engine], buf: np.ndarray, n: int, nbytes: int, ctx_bytes: int, index: int,
               nworkers: int, seq: np.ndarray) -> dict:
+    ncores = len(seq)
     """Run this worker's share of the batch in a slot; result rows go into the slot at the
     events' own indexes. Returns what does not fit the rows: per-core figures, logs by event
     index, and changed packets (one arena, rows rebased onto it)."""
     v = slot_views(buf, n, nbytes, BatchResult._T_COLS, ctx_bytes)
     cores = v.cores
-    mine = np.flatnonzero(cores % nworkers == index)
-    order = mine[np.argsort(cores[mine], kind="stable")]
-    core_ids, counts = np.unique(cores[order], return_counts=True)
+    hosted = range(index, ncores, nworkers)
+    if len(hosted) <= 8:  # a pass per hosted core beats a sort when there are few
+        picks = [np.flatnonzero(cores == c) for c in hosted]
+        core_ids = [c for c, p in zip(hosted, picks, strict=True) if len(p)]
+        picks = [p for p in picks if len(p)]
+    else:
+        mine = np.flatnonzero(cores % nworkers == index)
+        order = mine[np.argsort(cores[mine], kind="stable")]
+        ids, counts = np.unique(cores[order], return_counts=True)
+        core_ids = ids.tolist()
+        picks = np.split(order, np.cumsum(counts)[:-1]) if len(order) else []
     lengths = v.lengths
     uniform = n and int(lengths.min()) == int(lengths.max())
     if not uniform:
@@ -221,17 +230,19 @@ def _run_slot(engines: dict[int, Engine], buf: np.ndarray, n: int, nbytes: int, 
         np.cumsum(lengths, out=offsets[1:])
     out = {"cores": [], "logs": {}, "lost": 0, "arena": []}
     arena_used = 0
-    one, first = np.uint64(1), 0
-    for c, k in zip(core_ids.tolist(), counts.tolist(), strict=True):
-        sel = order[first:first + k]
-        first += k
-        ln = lengths[sel]
+    one = np.uint64(1)
+    for c, sel in zip(core_ids, picks, strict=True):
+        # A run of consecutive events (explicit steering, or one core) is used in place.
+        run = slice(int(sel[0]), int(sel[-1]) + 1) if int(sel[-1]) - int(sel[0]) + 1 == len(sel) else None
+        ln = lengths[sel] if run is None else lengths[run]
         if uniform:
             size = int(lengths[0])
-            events = v.blob.reshape(n, size)[sel].reshape(-1) if size else v.blob[:0]
+            rows = v.blob.reshape(n, size)
+            events = (rows[sel] if run is None else rows[run]).reshape(-1) if size else v.blob[:0]
         else:
             within = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
-            events = v.blob[np.repeat(offsets[sel], ln) + within]
+            events = (v.blob[np.repeat(offsets[sel], ln) + within] if run is None
+                      else v.blob[offsets[run.start]:offsets[run.stop]])
         seq[c] += one
         t0 = time.perf_counter_ns()
         try:
@@ -246,9 +257,9 @@ def _run_slot(engines: dict[int, Engine], buf: np.ndarray, n: int, nbytes: int, 
             moved += np.where(moved >= 0, arena_used, 0)
             out["arena"].append(arena)
             arena_used += len(arena)
-        v.rows[sel] = table
+        v.rows[sel if run is None else run] = table
         if ctx_bytes:
-            v.ctx[sel] = res.out_ctx
+            v.ctx[sel if run is None else run] = res.out_ctx
         for run, entries in res.logs.items():
             out["logs"][int(sel[run])] = entries
         out["lost"] += res.lost_records
@@ -718,7 +729,7 @@ class Machine:
             if st.in_flight == 0:
                 st.since = time.perf_counter_ns()
             st.in_flight += 1
-        workers = sorted({int(c) % self.nworkers for c in np.unique(cores).tolist()})
+        workers = sorted({int(c) % self.nworkers for c in np.flatnonzero(np.bincount(cores, minlength=self.ncores))})
         msg = ("run", handle, slot, gen, n, len(blob), ctx_bytes)
         return PoolFuture(self, handle, blob, offsets, cores, slot, v, workers, lambda w: self._link(w).call(msg))
 
