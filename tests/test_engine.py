@@ -199,4 +199,4 @@ def test_result_columns_are_recycled_only_when_no_result_holds_them():
     for n in range(5, 40):  # many batches later, what is still held has not been overwritten
         assert e.run_batch([bytes(n)]).r0.tolist() == [n]
     assert first.r0.tolist() == [1, 2] and kept.tolist() == [3]
-    assert len(e._arenas) <= 3
+    assert len(e._results._buffers) <= 3

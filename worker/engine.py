@@ -9,7 +9,6 @@ result shape are built only when asked for.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from .memory import (
     split_address,
 )
 from .model import HardwareModel
+from .recycle import Recycler
 from .tracefmt import format_trace
 
 FAULT_KINDS = {
@@ -85,7 +85,6 @@ FAULT_KINDS = {
 }
 
 MAX_INPUT_BYTES = 64 << 20
-_MAX_ARENAS = 3  # result arenas kept for reuse: a caller holding the last result or two still recycles
 ETH_HLEN = 14
 LOG_BYTES = 1 << 20
 LOG_ENTRIES = 1 << 14
@@ -334,7 +333,7 @@ class Engine:
             self._maps_table[i] = mp.desc
         self._inbuf = np.zeros(0, np.uint8)
         self._pktbuf = np.zeros(0, np.uint8)
-        self._arenas: list[np.ndarray] = []
+        self._results = Recycler()
         self._ensure_capacity(2048)
 
     def _ensure_capacity(self, nbytes: int) -> None:
@@ -420,27 +419,13 @@ class Engine:
                 return res
 
     def _result_columns(self, n: int, nbytes: int, ctx_bytes: int) -> list[np.ndarray]:
-        """A batch's result columns, as views into one arena recycled once no result uses it.
-
-        Uninitialised (run_events writes every element; out_data only where it says so), and
-        recycled because fresh memory costs a page fault per 4 KiB on first touch: 20-40 ns per
-        event on batches of 100,000. An arena is free when nothing but this list refers to it (a
-        result's columns, and any view a caller took of them, keep it alive)."""
+        """A batch's result columns and offsets, as views into one recycled buffer (see
+        :mod:`.recycle`), uninitialised: run_events writes every element (out_data only where
+        it says so)."""
         parts = [(8 * n, np.uint64), (8 * n, np.int64), (8 * n, np.int64), (8 * n, np.int64), (8 * n, np.int64),
                  (8 * n, np.uint64), (8 * n * batchmod.OM_COLS, np.int64), (n * ctx_bytes, np.uint8),
                  (nbytes + 4096, np.uint8), (8 * (n + 1), np.int64)]
-        need = sum((size + 7) & ~7 for size, _ in parts)
-        arena = None
-        for candidate in self._arenas:
-            # Referrers when free: the list, the loop variable, getrefcount's argument.
-            if sys.getrefcount(candidate) == 3 and len(candidate) >= need:
-                arena = candidate
-                break
-        if arena is None:
-            arena = np.empty(need + need // 2, np.uint8)
-            if len(self._arenas) >= _MAX_ARENAS:
-                self._arenas.pop(0)  # still in use by some result; it lives as long as that does
-            self._arenas.append(arena)
+        arena = self._results.take(sum((size + 7) & ~7 for size, _ in parts))
         out, off = [], 0
         for size, dtype in parts:
             out.append(arena[off:off + size].view(dtype))

@@ -18,7 +18,7 @@ import numba
 # Modules with no compiled code that no compiled module imports from (so no constant of theirs
 # is baked into a compiled function): editing them must not throw away a 30-60 s engine compile.
 # tests/test_jitcache.py keeps this list honest.
-PURE_PYTHON = {"pool.py", "mailbox.py", "replay.py", "engine.py", "maps.py", "image.py", "tracefmt.py"}
+PURE_PYTHON = {"pool.py", "mailbox.py", "recycle.py", "replay.py", "engine.py", "maps.py", "image.py", "tracefmt.py"}
 
 
 def engine_fingerprint(root: Path | None = None) -> str:

@@ -451,7 +451,7 @@ class PoolFuture:
         """All workers answered: copy the rows out of the slot, free it, account the batch."""
         m = self._machine
         v = self._views
-        table, ctx = v.rows.copy(), v.ctx.copy()
+        table, ctx = v.rows.copy(), v.ctx.copy()  # the slot is reused: the result owns its rows
         m._slots.release(self._slot)
         busy, insns, cycles = (np.zeros(m.ncores, np.int64) for _ in range(3))
         errors, arenas, base, logs, lost = [], [], 0, {}, 0
