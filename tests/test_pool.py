@@ -362,3 +362,36 @@ def test_sixty_four_cores_on_two_workers(obj):
             per_core += [_u64(v[c * 8:c * 8 + 8]) for c in range(64)]
         assert per_core.tolist() == [10] * 64
         assert [c["events"] for c in m.stats()["per_core"]] == [10] * 64
+
+
+def test_faults_and_bad_requests_leave_the_pool_serving(machine, obj, tmp_path):
+    from bpfmc.ebpf.asm import assemble
+    from bpfmc.ebpf.program import Program
+    from bpfmc.worker.engine import MAX_INPUT_BYTES
+
+    # A program that reads past its input faults per event, with the engine's message, on
+    # whichever core ran it; the others' results are unaffected.
+    h_raw = machine.load(Program(assemble("ldxb %r0, [%r1+3]\nexit"), name="peek"))
+    res = machine.run(h_raw, (b"abcdefgh" + b"xy", [8, 2]), steering=[1, 2])
+    assert res.runs()[0] == {"r0": ord("d"), "insns": 2, "cycles": 2, "core": 1}
+    err = res.runs()[1]["error"]
+    assert err["kind"] == "out_of_bounds_load" and "input" in err["message"] and res.runs()[1]["core"] == 2
+    # An event over the engine's limit is refused by the worker; the batch fails, nothing dies.
+    pids = machine.worker_pids()
+    with pytest.raises(PoolError, match="exceeds"):
+        machine.run(h_raw, (bytes(MAX_INPUT_BYTES + 1), [MAX_INPUT_BYTES + 1]), steering=[0])
+    assert machine.worker_pids() == pids
+    # Unknown handles and maps are clear errors; the maps of the other program are intact.
+    h = machine.load(obj)
+    blob, lengths, keys = frames(40)
+    machine.run(h, (blob, lengths))
+    with pytest.raises(KeyError, match="no program loaded as handle 99"):
+        machine.run(99, (blob, lengths))
+    from bpfmc.worker.image import LinkError
+
+    with pytest.raises(LinkError, match="no map 'nope' \\(maps: pcpu, shared\\)"):
+        machine.map_read(h, "nope")
+    with pytest.raises(ValueError, match="unknown map view"):
+        machine.map_read(h, "pcpu", "avg")
+    assert _pcpu_total(machine, h) == 40
+    assert (machine.run(h_raw, (b"0123", [4])).r0 == [ord("3")]).all()
