@@ -187,13 +187,17 @@ def _programs_to_verify(args) -> tuple[list, list, str]:
 def _verify(programs, maps, *, privileged: bool, log_level: int) -> list:
     from bpfmc.ebpf.validate import ValidationError, validate
     from bpfmc.ebpf.verifier import verify
+    from bpfmc.ebpf.verifier.cache import VerdictCache
 
     for p in programs:  # a program that does not even decode is an input error (exit 2), not a verdict
         try:
             validate(p.code, allow_pseudo=True)
         except ValidationError as e:
             raise CliError(f"{p.name}: program refused: {e}") from None
-    return [(p, verify(p, maps=maps, privileged=privileged, log_level=log_level)) for p in programs]
+    if log_level >= 2:  # a full trace is asked for: walk again rather than store megabytes
+        return [(p, verify(p, maps=maps, privileged=privileged, log_level=log_level)) for p in programs]
+    cache = VerdictCache()
+    return [(p, cache.verify(p, maps=maps, privileged=privileged, log_level=log_level)) for p in programs]
 
 
 def _refuse_unverified(args) -> None:

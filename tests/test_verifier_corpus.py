@@ -54,3 +54,25 @@ def test_kernel_loadable_programs_are_accepted(bpf_cc, source):
     for program in obj.programs.values():
         v = verify(program, maps=obj.maps)
         assert v.accepted, f"{program.name}: {v.log}"
+
+
+def test_verdict_cache_remembers_exactly_what_was_verified(tmp_path):
+    from bpfmc.ebpf.asm import assemble
+    from bpfmc.ebpf.maps import MapSpec
+    from bpfmc.ebpf.program import Program
+    from bpfmc.ebpf.verifier.cache import VerdictCache
+
+    cache = VerdictCache(tmp_path)
+    bad = Program(assemble("mov %r0, %r3\nexit"), name="bad")  # r3 is never written
+    first = cache.verify(bad)
+    again = cache.verify(bad)
+    assert not first.accepted and not again.accepted and again.stats.get("cached")
+    assert again.error.line == first.error.line and again.log == first.log
+    good = Program(assemble("mov %r0, 0\nexit"), name="good")
+    assert cache.verify(good).accepted and not cache.verify(good, privileged=False).stats.get("cached")
+    # The key covers the maps' definitions and the type, not just the code.
+    m1 = [MapSpec("m", 1, 4, 8, 4)]
+    m2 = [MapSpec("m", 1, 4, 8, 8)]
+    assert cache.key(good, m1, "raw", True, 1) != cache.key(good, m2, "raw", True, 1)
+    assert cache.key(good, m1, "raw", True, 1) != cache.key(good, m1, "xdp", True, 1)
+    assert len(list(tmp_path.glob("*.json"))) == 3
