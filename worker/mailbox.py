@@ -68,7 +68,9 @@ def slot_views(buf: np.ndarray, n: int, nbytes: int, cols: int, ctx_bytes: int) 
     return SlotViews(lengths, cores, rows, ctx, blob)
 
 
-class _Mapping:
+class SharedFile:
+    """A file of the state folder mapped into this process (created and sized, or opened)."""
+
     def __init__(self, path: Path, size: int, create: bool):
         fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
         try:
@@ -95,7 +97,7 @@ class SlotPool:
     def __init__(self, folder: Path, count: int):
         self.folder = Path(folder)
         self._free = list(range(count))
-        self._maps: list[_Mapping | None] = [None] * count
+        self._maps: list[SharedFile | None] = [None] * count
         self._gen = [0] * count
         self._cond = threading.Condition()
         self._closed = False
@@ -114,7 +116,7 @@ class SlotPool:
                 m.close()
                 self._path(i, self._gen[i]).unlink(missing_ok=True)
             self._gen[i] += 1
-            m = self._maps[i] = _Mapping(self._path(i, self._gen[i]), max(_up(size), 1 << 20), create=True)
+            m = self._maps[i] = SharedFile(self._path(i, self._gen[i]), max(_up(size), 1 << 20), create=True)
         return i, self._gen[i], m.buf
 
     def release(self, i: int) -> None:
@@ -143,7 +145,7 @@ class SlotMaps:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self._maps: dict[int, tuple[int, _Mapping]] = {}
+        self._maps: dict[int, tuple[int, SharedFile]] = {}
 
     def get(self, i: int, gen: int) -> np.ndarray:
         have = self._maps.get(i)
@@ -151,7 +153,7 @@ class SlotMaps:
             if have is not None:
                 have[1].close()
             path = self.folder / f"slot-{i}-{gen}"
-            m = _Mapping(path, os.path.getsize(path), create=False)
+            m = SharedFile(path, os.path.getsize(path), create=False)
             self._maps[i] = (gen, m)
             have = self._maps[i]
         return have[1].buf

@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import mmap
 import os
 import pickle
 import shutil
@@ -44,7 +43,7 @@ import numpy as np
 from .batch import OM_DATA_OFF
 from .contexts import KIND_SKB, KIND_SOCKET
 from .engine import BatchResult, Engine
-from .mailbox import SlotMaps, SlotPool, slot_size, slot_views
+from .mailbox import SharedFile, SlotMaps, SlotPool, slot_size, slot_views
 from .model import HardwareModel
 from .steering import Steering
 
@@ -121,22 +120,12 @@ class _CoreSeq:
     as it stood between two of that core's batches."""
 
     def __init__(self, path: Path, ncores: int, *, create: bool):
-        size = 8 * ncores
-        fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
-        try:
-            if create:
-                os.ftruncate(fd, size)
-            self._mmap = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self.words = np.frombuffer(self._mmap, np.uint64)
+        self._file = SharedFile(path, 8 * ncores, create=create)
+        self.words = self._file.buf.view(np.uint64)
 
     def close(self) -> None:
         self.words = None
-        try:
-            self._mmap.close()
-        except BufferError:
-            pass  # a view is still alive somewhere; the mapping goes with the process
+        self._file.close()
 
 
 # -- the worker process ----------------------------------------------------------------------
