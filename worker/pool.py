@@ -437,11 +437,24 @@ class PoolFuture:
             self._harvest()
 
     def _harvest(self) -> None:
-        """All workers answered: copy the rows out of the slot, free it, account the batch."""
+        """All workers answered: copy the rows out of the slot, free it, account the batch.
+        Runs on a receiver thread: whatever happens, the slot is freed and ``result()`` returns."""
         m = self._machine
         v = self._views
-        table, ctx = v.rows.copy(), v.ctx.copy()  # the slot is reused: the result owns its rows
-        m._slots.release(self._slot)
+        try:
+            table, ctx = v.rows.copy(), v.ctx.copy()  # the slot is reused: the result owns its rows
+        finally:
+            m._slots.release(self._slot)
+        try:
+            self._gather(table, ctx)
+        except BaseException as e:  # noqa: BLE001  (a bug here must not hang every caller)
+            self._error = PoolError(f"gathering the results of a batch failed: {type(e).__name__}: {e}")
+        finally:
+            self._views = None
+            self._done.set()
+
+    def _gather(self, table: np.ndarray, ctx: np.ndarray) -> None:
+        m = self._machine
         busy, insns, cycles = (np.zeros(m.ncores, np.int64) for _ in range(3))
         errors, arenas, base, logs, lost = [], [], 0, {}, 0
         for w in self._workers:
@@ -474,8 +487,6 @@ class PoolFuture:
             res.logs, res.lost_records = logs, lost
             self._result = res
             m._finish(self._handle, res, busy, insns, cycles)
-        self._views = None
-        self._done.set()
 
     def done(self) -> bool:
         return self._done.is_set()
