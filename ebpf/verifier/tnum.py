@@ -124,17 +124,24 @@ def arshift(a: Tnum, k: int, bits: int = 64) -> Tnum:
 def mul(a: Tnum, b: Tnum) -> Tnum:
     # Long multiplication where each partial product is either known (a bit of b known set) or
     # an unknown-or-zero copy of a: the kernel's tnum_mul.
+    # On plain ints: the accumulator's value stays 0 (it only ever adds value-0 tnums), so
+    # add(acc, (0, t)) is acc_mask' = (acc_mask + t) | acc_mask | t; once every bit is unknown
+    # nothing can make one known again, so the loop may stop.
     acc_v = (a.value * b.value) & U64
-    acc_m = Tnum(0, 0)
-    x, y = a, b
-    while x.value or x.mask:
-        if x.value & 1:
-            acc_m = add(acc_m, Tnum(0, y.mask))
-        elif x.mask & 1:
-            acc_m = add(acc_m, Tnum(0, y.value | y.mask))
-        x = rshift(x, 1)
-        y = lshift(y, 1)
-    return add(Tnum(acc_v, 0), acc_m)
+    acc = 0
+    xv, xm, yv, ym = a.value, a.mask, b.value, b.mask
+    while (xv or xm) and acc != U64:
+        if xv & 1:
+            t = ym
+        elif xm & 1:
+            t = yv | ym
+        else:
+            t = 0
+        if t:
+            acc = ((acc + t) | acc | t) & U64
+        xv, xm = xv >> 1, xm >> 1
+        yv, ym = (yv << 1) & U64, (ym << 1) & U64
+    return add(Tnum(acc_v, 0), Tnum(0, acc))
 
 
 def intersect(a: Tnum, b: Tnum) -> Tnum:
