@@ -10,7 +10,7 @@ from verifier_corpus_lib import load_corpus
 from bpfmc.ebpf.verifier import verify
 
 # Loops the kernel explores to (or past) its 1,000,000-instruction limit: without the kernel's
-# precision tracking our walk prunes less and takes 10-60 s on them (see docs/ARCHITECTURE.md).
+# precision tracking our walk prunes less and takes 2-20 s on them (see docs/ARCHITECTURE.md).
 LONG = {"loop_large_ok_accept", "loop_unbounded_counter_reject", "loop_too_complex_reject"}
 
 CASES = [c for c in load_corpus() if not c.kernel_only]
