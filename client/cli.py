@@ -178,7 +178,8 @@ def _programs_to_verify(args) -> tuple[list, list, str]:
         return programs, list(obj.maps), "ELF"
     if choice:
         raise CliError("--program/--section choose among the programs of an ELF object")
-    if Path(args.program).suffix.lower() not in (".s", ".asm", ".data") and not args.type:
+    if getattr(args, "raw_needs_type", False) and Path(args.program).suffix.lower() not in (".s", ".asm", ".data") \
+            and not args.type:
         raise CliError(f"{args.program}: a raw program needs --type (raw, xdp, sched_cls, socket_filter)")
     program, _ = load_program(args.program, prog_type=args.type or "raw")
     return [program], [], "program"
@@ -593,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the stricter rules for unprivileged loads (no pointer leaks, no uninitialised stack reads, "
                         "no loops)")
     v.add_argument("--json", action="store_true")
-    v.set_defaults(func=cmd_verify, only_chosen=True)
+    v.set_defaults(func=cmd_verify, only_chosen=True, raw_needs_type=True)
 
     c = sub.add_parser("conformance", help="run a bpf_conformance directory of .data files")
     c.add_argument("directory")

@@ -89,3 +89,10 @@ def test_verify_input_errors_exit_2(tmp_path, name, content, extra, message):
 def test_verify_missing_file_and_unknown_program(null_deref, tmp_path):
     assert "cannot read" in bpfctl("verify", tmp_path / "none.o", check=2).stderr
     assert "no program or section 'nope'" in bpfctl("verify", null_deref, "--program", "nope", check=2).stderr
+
+
+def test_exec_of_raw_slots_defaults_to_the_raw_type(tmp_path):
+    prog = tmp_path / "two.bin"
+    prog.write_bytes(bytes.fromhex("b700000002000000" "9500000000000000"))  # mov r0, 2; exit
+    assert bpfctl("exec", prog, check=0).stdout.strip() == "0x2"
+    assert "accepted" in bpfctl("verify", prog, "--type", "raw", check=0).stdout
