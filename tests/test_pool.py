@@ -395,3 +395,39 @@ def test_faults_and_bad_requests_leave_the_pool_serving(machine, obj, tmp_path):
         machine.map_read(h, "pcpu", "avg")
     assert _pcpu_total(machine, h) == 40
     assert (machine.run(h_raw, (b"0123", [4])).r0 == [ord("3")]).all()
+
+
+def test_per_cpu_reads_during_batches_see_rows_between_batches(machine, obj):
+    import threading
+
+    h = machine.load(obj)
+    per_core = 3000
+    blob, lengths, _ = frames(1, seed=11)
+    # Each core gets `per_core` events per batch, all with key 0, so between two of its batches
+    # a core's row holds a multiple of `per_core`; inside one it does not.
+    frame = bytes(blob[:int(lengths[0])])
+    frame = frame[:14] + bytes([0x40]) + frame[15:]  # key 0
+    stream = (frame * (4 * per_core), [len(frame)] * (4 * per_core))
+    cores = np.repeat(np.arange(4), per_core)
+    stop, seen, bad = threading.Event(), [], []
+
+    def reader():
+        while not stop.is_set():
+            raw = machine.map_read(h, "pcpu", "raw").get((0).to_bytes(4, "little"))
+            if raw is not None:
+                rows = [_u64(raw[c * 8:c * 8 + 8]) for c in range(4)]
+                seen.append(rows)
+                bad.extend(r for r in rows if r % per_core)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(6):
+            assert (machine.run(h, stream, steering=cores).status == 0).all()
+    finally:
+        stop.set()
+        t.join()
+    assert not bad, f"a read saw a core's row inside a batch: {bad[:5]}"
+    assert len(seen) > 3
+    final = machine.map_read(h, "pcpu", "raw")[(0).to_bytes(4, "little")]
+    assert [_u64(final[c * 8:c * 8 + 8]) for c in range(4)] == [6 * per_core] * 4
