@@ -366,7 +366,7 @@ class Walker:
             if off_s.smin <= -MAX_VAR_OFF or off_s.smax >= MAX_VAR_OFF:
                 raise Reject(f"R{d} value range {off_s.describe()} makes the {t} pointer go out of bounds")
         var = sc.alu(name, dst.var, off_s, 64)
-        new = dst._replace(var=var)
+        new = st.with_var(dst, var)
         if t in st.PACKET_TYPES:
             new = new._replace(id=self._new_id(), aux=0)
         return new
@@ -972,7 +972,7 @@ class Walker:
             rid = old.id
             self._map_regs(s, lambda r: r.type == st.SCALAR and r.id == rid, lambda r: r._replace(var=new))
         else:
-            s.regs[n] = old._replace(var=new)
+            s.regs[n] = st.with_var(old, new)
 
     def _map_regs(self, s: State, pred, fn) -> None:
         for f in s.frames:

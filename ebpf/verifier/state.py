@@ -87,6 +87,11 @@ UNINIT = Reg(NOT_INIT)
 UNKNOWN = Reg(SCALAR, var=sc.UNKNOWN)
 
 
+def with_var(r: Reg, var: Scalar) -> Reg:
+    """``r._replace(var=var)``, without namedtuple's generic (and, in the walk's hot path, slow) replace."""
+    return Reg(r.type, r.off, var, r.id, r.ref, r.aux, r.origin)
+
+
 def scalar(s: Scalar) -> Reg:
     return Reg(SCALAR, var=s)
 
@@ -171,7 +176,7 @@ class State:
 
 
 def _rkey(r: Reg) -> tuple:
-    return (r.type, r.off, r.var, r.id, r.ref, r.aux)
+    return r[:6]  # type, off, var, id, ref, aux: everything but the log's `origin`
 
 
 # -- subsumption -------------------------------------------------------------------------------
