@@ -252,7 +252,10 @@ def _run_slot(engines: dict[int, Engine], buf: np.ndarray, n: int, nbytes: int, 
         for run, entries in res.logs.items():
             out["logs"][int(sel[run])] = entries
         out["lost"] += res.lost_records
-        out["cores"].append((c, busy, int(res.insns.sum()), int(res.cycles.sum())))
+        # Per-core figures are counted here, on contiguous columns and in parallel with the other
+        # workers, so the parent only merges small dicts.
+        out["cores"].append((c, busy, len(sel), value_counts(res.insns), value_counts(res.cycles),
+                             int(np.count_nonzero(res.status))))
     out["arena"] = np.concatenate(out["arena"]) if out["arena"] else None
     return out
 
@@ -341,6 +344,37 @@ class PoolResult(BatchResult):
         return out
 
 
+def value_counts(values: np.ndarray) -> dict[int, int]:
+    """value -> how many times, for a per-event column."""
+    if not len(values):
+        return {}
+    lo, hi = int(values.min()), int(values.max())
+    if lo == hi:  # the common case: every event took the same path
+        return {lo: len(values)}
+    vals, n = np.unique(values, return_counts=True)
+    return dict(zip(vals.tolist(), n.tolist(), strict=True))
+
+
+class _BatchFigures:
+    """What one batch adds to the statistics, from the workers' per-core figures."""
+
+    def __init__(self, ncores: int):
+        self.busy, self.insns, self.cycles, self.events = (np.zeros(ncores, np.int64) for _ in range(4))
+        self.insn_counts: dict[int, int] = {}
+        self.cycle_counts: dict[int, int] = {}
+        self.faults = 0
+
+    def add(self, core: int, busy_ns: int, events: int, insn_counts: dict, cycle_counts: dict, faults: int) -> None:
+        self.busy[core] += busy_ns
+        self.events[core] += events
+        self.insns[core] += sum(v * n for v, n in insn_counts.items())
+        self.cycles[core] += sum(v * n for v, n in cycle_counts.items())
+        for mine, theirs in ((self.insn_counts, insn_counts), (self.cycle_counts, cycle_counts)):
+            for v, n in theirs.items():
+                mine[v] = mine.get(v, 0) + n
+        self.faults += faults
+
+
 class _Counts:
     """Exact distribution of a per-event figure: value -> events. Programs take few distinct
     paths, so this stays small and percentiles are exact."""
@@ -350,20 +384,11 @@ class _Counts:
         self.total = 0
         self.events = 0
 
-    def add(self, values: np.ndarray) -> None:
-        if not len(values):
-            return
-        lo, hi = int(values.min()), int(values.max())
-        if lo == hi:  # the common case: every event took the same path
-            self.counts[lo] = self.counts.get(lo, 0) + len(values)
-            self.total += lo * len(values)
-            self.events += len(values)
-            return
-        vals, n = np.unique(values, return_counts=True)
-        for v, c in zip(vals.tolist(), n.tolist(), strict=True):
-            self.counts[v] = self.counts.get(v, 0) + c
-        self.total += int(values.sum())
-        self.events += len(values)
+    def merge(self, counts: dict[int, int]) -> None:
+        for v, n in counts.items():
+            self.counts[v] = self.counts.get(v, 0) + n
+            self.total += v * n
+            self.events += n
 
     def percentile(self, q: float) -> int:
         rank, seen = q / 100 * self.events, 0
@@ -455,17 +480,15 @@ class PoolFuture:
 
     def _gather(self, table: np.ndarray, ctx: np.ndarray) -> None:
         m = self._machine
-        busy, insns, cycles = (np.zeros(m.ncores, np.int64) for _ in range(3))
+        figures = _BatchFigures(m.ncores)
         errors, arenas, base, logs, lost = [], [], 0, {}, 0
         for w in self._workers:
             reply = self._replies[w]
             if isinstance(reply, BaseException):
                 errors.append(reply)
                 continue
-            for c, b, i, cy in reply["cores"]:
-                busy[c] += b
-                insns[c] += i
-                cycles[c] += cy
+            for core_figures in reply["cores"]:
+                figures.add(*core_figures)
             if reply["arena"] is not None:
                 rows = table[self._cores % m.nworkers == w]
                 moved = rows[:, BatchResult._T_META + OM_DATA_OFF]
@@ -477,7 +500,7 @@ class PoolFuture:
             lost += reply["lost"]
         ld = m._handles.get(self._handle)
         if errors or ld is None:
-            m._finish(self._handle, None, busy, insns, cycles)
+            m._finish(self._handle, None, figures)
             err = next((e for e in errors if isinstance(e, WorkerDied)), errors[0] if errors else None)
             self._error = err or PoolError(f"program {self._handle} was unloaded while its batch ran")
         else:
@@ -486,7 +509,7 @@ class PoolFuture:
                                         core=self._cores)
             res.logs, res.lost_records = logs, lost
             self._result = res
-            m._finish(self._handle, res, busy, insns, cycles)
+            m._finish(self._handle, res, figures)
 
     def done(self) -> bool:
         return self._done.is_set()
@@ -737,12 +760,11 @@ class Machine:
         """Run a batch ``(blob, lengths)`` and wait for it; results in event order."""
         return self.submit(handle, events, steering, recorder=recorder).result()
 
-    def _finish(self, handle: int, res: PoolResult | None, busy: np.ndarray, insns: np.ndarray,
-                cycles: np.ndarray) -> None:
+    def _finish(self, handle: int, res: PoolResult | None, f: _BatchFigures) -> None:
         with self._stats_lock:
-            self._busy += busy
-            self._insns += insns
-            self._cycles += cycles
+            self._busy += f.busy
+            self._insns += f.insns
+            self._cycles += f.cycles
             ld = self._handles.get(handle)
             if ld is not None:
                 st = ld.stats
@@ -751,12 +773,12 @@ class Machine:
                     st.wall_ns += time.perf_counter_ns() - st.since
             if res is None:
                 return
-            self._events += np.bincount(res.core, minlength=self.ncores)
+            self._events += f.events
             if ld is not None:
                 st.events += len(res)
-                st.faults += int(np.count_nonzero(res.status))
-                st.insns.add(res.insns)
-                st.cycles.add(res.cycles)
+                st.faults += f.faults
+                st.insns.merge(f.insn_counts)
+                st.cycles.merge(f.cycle_counts)
 
     # -- maps -----------------------------------------------------------------------------
     def _map(self, handle: int, name: str):
