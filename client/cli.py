@@ -107,6 +107,17 @@ class _InputAction(argparse.Action):
 
 # -- commands ----------------------------------------------------------------------------------
 
+def _read_source(args):
+    """PROG as ``(ELF bytes, None, b"")`` for an object, else ``(None, Program, default input)``."""
+    data = _read_bytes(args.program)
+    if data[:4] == b"\x7fELF":
+        return data, None, b""
+    if args.program_name or args.section:
+        raise CliError("--program/--section choose among the programs of an ELF object")
+    program, default_input = load_program(args.program, prog_type=args.type or "raw")
+    return None, program, default_input
+
+
 def _make_engine(args, model):
     """The engine for PROG: an ELF object (all its programs and maps), or a single program."""
     from bpfmc.ebpf.elf import ElfError, load_object
@@ -115,16 +126,11 @@ def _make_engine(args, model):
     from bpfmc.worker.image import LinkError
     from bpfmc.worker.maps import MapError
 
-    data = _read_bytes(args.program)
-    choice = args.program_name or args.section
     try:
-        if data[:4] == b"\x7fELF":
-            obj = load_object(data)
-            return Engine.from_object(obj, program=choice, model=model, prog_type=args.type, cpu=args.cpu,
-                                      seed=args.seed), b""
-        if choice:
-            raise CliError("--program/--section choose among the programs of an ELF object")
-        program, default_input = load_program(args.program, prog_type=args.type or "raw")
+        elf, program, default_input = _read_source(args)
+        if elf is not None:
+            return Engine.from_object(load_object(elf), program=args.program_name or args.section, model=model,
+                                      prog_type=args.type, cpu=args.cpu, seed=args.seed), b""
         return Engine(program, model, core_id=args.cpu, seed=args.seed), default_input
     except ElfError as e:
         raise CliError(f"{args.program}: {e}") from None
@@ -154,18 +160,18 @@ def _apply_map_updates(update, updates: list[str]) -> None:
 
 # -- verification ------------------------------------------------------------------------------
 
-def _programs_to_verify(args) -> tuple[list, list, str]:
-    """(programs, their maps, what was read) for ``verify`` and ``exec``: every program of an
-    ELF object (libbpf loads them all, so the kernel verifies them all) or the one program of
-    an assembly, raw or .data file."""
+def _programs_to_verify(args) -> tuple[list, list]:
+    """(programs, their maps) for ``verify`` and ``exec``: every program of an ELF object
+    (libbpf loads them all, so the kernel verifies them all) or the one program of an
+    assembly, raw or .data file."""
     from bpfmc.ebpf.elf import ElfError, NotFound, load_object
     from bpfmc.ebpf.program import Program
 
-    data = _read_bytes(args.program)
-    choice = args.program_name or args.section
-    if data[:4] == b"\x7fELF":
+    elf, program, _ = _read_source(args)
+    if elf is not None:
+        choice = args.program_name or args.section
         try:
-            obj = load_object(data)
+            obj = load_object(elf)
             chosen = obj.program(choice) if choice else None
         except (ElfError, NotFound) as e:
             raise CliError(f"{args.program}: {e.args[0] if isinstance(e, KeyError) else e}") from None
@@ -175,14 +181,11 @@ def _programs_to_verify(args) -> tuple[list, list, str]:
                         if chosen is None or p.name == chosen.name else p for p in programs]
         if getattr(args, "only_chosen", False) and chosen is not None:
             programs = [p for p in programs if p.name == chosen.name]
-        return programs, list(obj.maps), "ELF"
-    if choice:
-        raise CliError("--program/--section choose among the programs of an ELF object")
+        return programs, list(obj.maps)
     if getattr(args, "raw_needs_type", False) and Path(args.program).suffix.lower() not in (".s", ".asm", ".data") \
             and not args.type:
         raise CliError(f"{args.program}: a raw program needs --type (raw, xdp, sched_cls, socket_filter)")
-    program, _ = load_program(args.program, prog_type=args.type or "raw")
-    return [program], [], "program"
+    return [program], []
 
 
 def _verify(programs, maps, *, privileged: bool, log_level: int) -> list:
@@ -205,7 +208,7 @@ def _refuse_unverified(args) -> None:
     """``exec`` verifies what it loads first, as the kernel does; ``--no-verify`` skips it."""
     if args.no_verify:
         return
-    programs, maps, _ = _programs_to_verify(args)
+    programs, maps = _programs_to_verify(args)
     for program, verdict in _verify(programs, maps, privileged=True, log_level=1):
         if not verdict.accepted:
             sys.stderr.write(f"bpfctl: the verifier refused {program.name} ({program.prog_type}); "
@@ -214,7 +217,7 @@ def _refuse_unverified(args) -> None:
 
 
 def cmd_verify(args) -> int:
-    programs, maps, _ = _programs_to_verify(args)
+    programs, maps = _programs_to_verify(args)
     results = _verify(programs, maps, privileged=not args.unprivileged, log_level=args.log_level)
     if args.json:
         doc = [{"program": p.name, "type": p.prog_type, "accepted": v.accepted,
@@ -291,13 +294,9 @@ def _exec_in_process(args, model) -> int:
 
 def _pool_source(args):
     """(what Machine.load takes, default input, object bytes for the recording's digest)."""
-    data = _read_bytes(args.program)
-    choice = args.program_name or args.section
-    if data[:4] == b"\x7fELF":
-        return data, b"", data
-    if choice:
-        raise CliError("--program/--section choose among the programs of an ELF object")
-    program, default_input = load_program(args.program, prog_type=args.type or "raw")
+    elf, program, default_input = _read_source(args)
+    if elf is not None:
+        return elf, b"", elf
     return program, default_input, program.code
 
 

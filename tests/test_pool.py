@@ -431,3 +431,14 @@ def test_per_cpu_reads_during_batches_see_rows_between_batches(machine, obj):
     assert len(seen) > 3
     final = machine.map_read(h, "pcpu", "raw")[(0).to_bytes(4, "little")]
     assert [_u64(final[c * 8:c * 8 + 8]) for c in range(4)] == [6 * per_core] * 4
+
+
+def test_changed_packets_come_back_from_every_worker(machine):
+    from bpfmc.ebpf.asm import assemble
+    from bpfmc.ebpf.program import Program
+
+    # Each event's first byte is replaced by the core that ran it: data_out shows both workers'
+    # changed packets, each in its own event's place.
+    h = machine.load(Program(assemble("mov %r6, %r1\ncall 8\nstxb [%r6+0], %r0\nmov %r0, 0\nexit"), name="stamp"))
+    res = machine.run(h, (b"aaaabbbbccccdddd", [4, 4, 4, 4]), steering=[3, 2, 1, 0])
+    assert [r["data_out"] for r in res.runs()] == ["03616161", "02626262", "01636363", "00646464"]

@@ -490,10 +490,9 @@ class PoolFuture:
             for core_figures in reply["cores"]:
                 figures.add(*core_figures)
             if reply["arena"] is not None:
-                rows = table[self._cores % m.nworkers == w]
-                moved = rows[:, BatchResult._T_META + OM_DATA_OFF]
-                rows[:, BatchResult._T_META + OM_DATA_OFF] = np.where(moved >= 0, moved + base, moved)
-                table[self._cores % m.nworkers == w] = rows
+                col = table[:, BatchResult._T_META + OM_DATA_OFF]  # a view: rebased in place
+                moved = (self._cores % m.nworkers == w) & (col >= 0)
+                col[moved] += base
                 arenas.append(reply["arena"])
                 base += len(reply["arena"])
             logs.update(reply["logs"])
