@@ -11,13 +11,10 @@ from bpfmc.ebpf.verifier import verify
 
 # Loops the kernel explores to (or past) its 1,000,000-instruction limit: without the kernel's
 # precision tracking our walk prunes less and takes 2-20 s on them (see docs/ARCHITECTURE.md).
-LONG = {"loop_large_ok_accept", "loop_unbounded_counter_reject", "loop_too_complex_reject"}
-
 CASES = [c for c in load_corpus() if not c.kernel_only]
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.name in LONG else [])
-                                  for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_verdict_matches_label(case):
     v = verify(case.program, maps=case.maps, prog_type=case.prog_type, privileged=case.privileged)
     got = "accept" if v.accepted else "reject"
@@ -41,7 +38,7 @@ def _real_programs():
     from conftest import REPO, SHARED
 
     out = [(p, None) for p in sorted((REPO / "tests" / "progs").glob("*.c"))]
-    out += [(p, "slow" if p.stem == "b1_alu" else None) for p in sorted((SHARED / "bench").glob("b*.c"))]
+    out += [(p, None) for p in sorted((SHARED / "bench").glob("b*.c"))]
     out.append((REPO / "examples" / "xdp_count.c", None))
     return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if mark else []) for p, mark in out]
 

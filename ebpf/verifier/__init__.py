@@ -62,17 +62,22 @@ class Verdict:
 
 
 def verify(program: Program, *, maps: Sequence[MapSpec] = (), prog_type: str | None = None,
-           privileged: bool = True, log_level: int = 1, insn_limit: int = 1_000_000) -> Verdict:
-    """Verify ``program`` as ``prog_type`` (default: the program's own type)."""
+           privileged: bool = True, log_level: int = 1, insn_limit: int = 1_000_000,
+           loop_summaries: bool = True) -> Verdict:
+    """Verify ``program`` as ``prog_type`` (default: the program's own type).
+
+    ``loop_summaries=False`` walks every loop iteration (see :mod:`.loops`); tests compare the two.
+    """
     ptype = canonical_type(prog_type or program.prog_type)
     t0 = time.perf_counter()
     log = Log(log_level)
-    stats = {"insns_processed": 0, "peak_states": 0, "total_states": 0, "time_ms": 0.0}
+    stats = {"insns_processed": 0, "peak_states": 0, "total_states": 0, "iterations_summarised": 0,
+             "time_ms": 0.0}
 
     def done(err: VerifierError | None, walker: Walker | None = None) -> Verdict:
         if walker is not None:
             stats.update(insns_processed=walker.processed, peak_states=walker.peak_states,
-                         total_states=walker.total_states)
+                         total_states=walker.total_states, iterations_summarised=walker.iterations_summarised)
         stats["time_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         lines = []
         if err is not None:
@@ -97,6 +102,8 @@ def verify(program: Program, *, maps: Sequence[MapSpec] = (), prog_type: str | N
     except cfgmod.CfgError as e:
         return done(VerifierError(e.pc, e.message, insn_text(e.pc, graph_insn(insns, positions, e.pc))))
     walker = Walker(graph, maps, ptype, privileged, log, insn_limit)
+    if not loop_summaries:
+        walker.loop_heads = frozenset()
     try:
         walker.run()
     except Reject as e:

@@ -53,6 +53,7 @@ class Cfg:
     prune: set[int] = field(default_factory=set)
     live: dict[int, frozenset[int]] = field(default_factory=dict)
     calls: dict[int, set[int]] = field(default_factory=dict)  # subprog -> subprogs it calls
+    loop_heads: set[int] = field(default_factory=set)  # targets of back-edges
 
     def subprog_of(self, pc: int) -> int:
         best = self.subprogs[0]
@@ -144,8 +145,10 @@ def _reachability(cfg: Cfg, privileged: bool) -> None:
             if c == 0:
                 colour[t] = 1
                 stack.append((t, cfg.successors(t)))
-            elif c == 1 and not privileged:
-                raise CfgError(p, f"back-edge from {p} to {t}: loops need privileged mode")
+            elif c == 1:
+                if not privileged:
+                    raise CfgError(p, f"back-edge from {p} to {t}: loops need privileged mode")
+                cfg.loop_heads.add(t)
     # Only functions something calls count; a function nobody calls is unreachable code.
     called = {0}
     work = [0]

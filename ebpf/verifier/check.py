@@ -18,6 +18,7 @@ from ..insn import Insn
 from ..maps import MapSpec
 from . import context as cx
 from . import helpers as hp
+from . import loops
 from . import scalar as sc
 from . import state as st
 from . import tnum as tn
@@ -94,6 +95,9 @@ class Walker:
         self.last_add_jmps = 0
         self.last_add_insns = 0
         self.pending: list[State] = []
+        self.forks = 0
+        self.loop_heads = cfg.loop_heads
+        self.iterations_summarised = 0
 
     # -- driver -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -124,11 +128,16 @@ class Walker:
             pc = s.pc
             self.processed += 1
             if self.processed > self.limit:
-                raise TooComplex(f"the program is too large or too complex: {self.limit} instructions processed "
-                                 f"without finishing every path")
+                raise self._too_complex()
             if pc in self.cfg.prune and self._visit(s):
                 self._finish(s)
                 return
+            if pc in self.loop_heads and self._loop_head(s, pc):
+                self._finish(s)
+                return
+            watch = s.watch
+            if watch is not None and not watch.record(pc, s, pc in self.cfg.prune):
+                s.watch = None
             insn = code[pc]
             if self.log.level >= 2:
                 self.log.trace(pc, insn, s)
@@ -136,6 +145,128 @@ class Walker:
             if not self._step(s, pc, insn):
                 self._finish(s)
                 return
+
+    def _too_complex(self) -> TooComplex:
+        return TooComplex(f"the program is too large or too complex: {self.limit} instructions processed "
+                          f"without finishing every path")
+
+    # -- loops --------------------------------------------------------------------------------------
+    def _loop_head(self, s: State, pc: int) -> bool:
+        """At a loop head: skip the iterations that repeat the last one, then watch the next one.
+
+        True when the state reached after skipping is covered by an explored one (the path ends).
+        """
+        watch = s.watch
+        if watch is not None and watch.head == pc and self._summarise(s, pc, watch):
+            return True
+        s.watch = loops.Watch(pc, s.frames, s.refs, self.processed, self.forks, self.jmps)
+        return False
+
+    def _summarise(self, s: State, pc: int, watch: loops.Watch) -> bool:
+        """Skip what :mod:`.loops` proves repeats, leaving every count and kept state as the walk would."""
+        prune, safe = self.cfg.prune, self.safe
+        if any(safe.get(p) for p in set(watch.pcs) if p in prune):
+            return False  # a finished path's state might end a later iteration early
+        k = len(watch.pcs)
+        cap = (self.limit - self.processed) // k + 2  # enough iterations to pass the limit
+        live = self.cfg.live.get(pc, frozenset(range(11)))
+        summary = loops.summarise(self.code, watch, s.frames, s.refs, live, cap)
+        if summary is None:
+            return False
+        stops = [(p, q) for p, q in enumerate(watch.pcs) if q in prune]
+        end = self._first_repeat(summary, watch, stops)
+        skipped = end - 1  # iteration 1 (this one) up to the last repeating one
+        if skipped < 1:
+            return False
+        if self.processed + skipped * k > self.limit:
+            # The walk would stop inside the skipped iterations: say where, with that state.
+            rest = self.limit + 1 - self.processed
+            j, position = 1 + rest // k, rest % k
+            s.frames[-1].regs = summary.regs_at(j, position)
+            s.pc = watch.pcs[position]
+            s.note(pc, f"loop iterations 1..{j} repeat iteration 0 ({k} instructions each)")
+            self.processed = self.limit + 1
+            self.iterations_summarised += j - 1
+            self.cur = s
+            raise self._too_complex()
+        if self.forks != watch.forks:
+            return False  # every skipped iteration would queue a state of its own
+        self._keep_skipped_states(s, summary, watch, stops, end)
+        s.frames[-1].regs = summary.head_regs(end, s.regs)
+        self.processed += skipped * k
+        self.jmps += skipped * (self.jmps - watch.jmps)
+        self.iterations_summarised += skipped
+        note = f"loop iterations 1..{skipped} repeat iteration 0 ({k} instructions each)"
+        s.note(pc, note)
+        if self.log.level >= 2:
+            self.log.lines.append(f"{pc}: {note}: {skipped * k} instructions counted, not traced")
+        return self._visit(s)  # the head of iteration `end`, as the walk would visit it
+
+    def _moved(self, summary: loops.Summary, watch: loops.Watch, position: int, j: int) -> State:
+        """The state at ``position`` of iteration ``j``: kept states are never changed, so it
+        shares everything but the registers with the recorded one."""
+        snap = watch.snapshots[position]
+        inner = snap.frames[-1]
+        frame = Frame(summary.regs_at(j, position), inner.stack, inner.callsite, inner.subprog, inner.entry)
+        t = State(snap.frames[:-1] + [frame], snap.refs, snap.pc, snap.history)
+        t.rec = snap.rec
+        return t
+
+    def _first_repeat(self, summary: loops.Summary, watch: loops.Watch, stops: list[tuple[int, int]]) -> int:
+        """The first iteration (≤ summary.iterations) in which the walk's infinite-loop check would fire.
+
+        The walk compares each state at a prune point with the states kept on its own path; a
+        skipped iteration must meet the same comparisons.
+        """
+        end = summary.iterations
+        for p, q in stops:
+            live = self.cfg.live.get(q, frozenset(range(11)))
+            moving = [n for n in summary.position_deltas[p] if n in live]
+            if not moving:
+                return 1  # this state repeats in every iteration: let the walk find it
+            n = moving[0]
+            c, d = summary.trace[p][n].var.value, summary.position_deltas[p][n]
+            for rec in list(self.inprog.get(q, {}).values()):
+                r = rec.state.frames[-1].regs[n] if len(rec.state.frames) == len(watch.frames) else None
+                if r is None or r.type != st.SCALAR or not r.var.is_const or (r.var.value - c) % d:
+                    continue
+                j = (r.var.value - c) // d
+                if (2 if p == 0 else 1) <= j < end and \
+                        st.key_with_regs(watch.snapshots[p].key(live), summary.regs_at(j, p), moving) == rec.key:
+                    end = j
+        return end
+
+    def _keep_skipped_states(self, s: State, summary: loops.Summary, watch: loops.Watch,
+                             stops: list[tuple[int, int]], end: int) -> None:
+        """Keep the explored states the walk would have kept in iterations 1 .. end-1."""
+        jumps_before, n = [], 0
+        for q in watch.pcs:
+            jumps_before.append(n)
+            i = self.code[q]
+            n += (i.opcode & 0x07) in (op.BPF_JMP, op.BPF_JMP32) and i.opcode not in (op.CALL, op.EXIT)
+        k, per_jumps = len(watch.pcs), self.jmps - watch.jmps
+        keys = {p: watch.snapshots[p].key(self.cfg.live.get(q)) for p, q in stops}
+        base_insns, base_jumps = self.processed, self.jmps
+        for j in range(1, end):
+            for p, q in stops:
+                if j == 1 and p == 0:
+                    continue  # visited for real
+                processed = base_insns + (j - 1) * k + p
+                jumps = base_jumps + (j - 1) * per_jumps + jumps_before[p]
+                force = q in self.cfg.subprogs
+                if not force and (jumps - self.last_add_jmps < 2 or processed - self.last_add_insns < 8):
+                    continue
+                self.last_add_jmps, self.last_add_insns = jumps, processed
+                t = self._moved(summary, watch, p, j)
+                self._keep(s, t, q, st.key_with_regs(keys[p], t.regs, summary.position_deltas[p]))
+
+    def _keep(self, s: State, kept: State, pc: int, key: tuple) -> None:
+        rec = _Rec(kept, s.rec, pc, key)
+        self.inprog.setdefault(pc, {})[key] = rec
+        s.rec = rec
+        self.total_states += 1
+        self.live_states += 1
+        self.peak_states = max(self.peak_states, self.live_states)
 
     # -- explored states ------------------------------------------------------------------------
     def _visit(self, s: State) -> bool:
@@ -153,31 +284,32 @@ class Walker:
         s.loop_callback = None
         safe = self.safe.get(pc)
         if safe:
+            covered = dropped = False
             for i, rec in enumerate(safe):
                 if st.subsumes(rec.state, s, live):
                     rec.hit += 1
-                    return True
+                    covered = True
+                    break
                 rec.miss += 1
                 if rec.miss > rec.hit * 3 + 3 and len(safe) > 8:
                     safe[i] = None  # type: ignore[call-overload]
-            if None in safe:
+                    dropped = True
+            if dropped:  # states that rarely cover anything cost more to compare than they save
                 self.live_states -= safe.count(None)  # type: ignore[arg-type]
                 self.safe[pc] = [r for r in safe if r is not None]
+            if covered:
+                return True
         force = pc in self.cfg.subprogs or self.code[pc].opcode == op.CALL
         if not force and (self.jmps - self.last_add_jmps < 2 or self.processed - self.last_add_insns < 8):
             return False
         self.last_add_jmps, self.last_add_insns = self.jmps, self.processed
         if key is None:
             key = s.key(live)
-        rec = _Rec(s.copy(), s.rec, pc, key)
-        self.inprog.setdefault(pc, {})[key] = rec
-        s.rec = rec
-        self.total_states += 1
-        self.live_states += 1
-        self.peak_states = max(self.peak_states, self.live_states)
+        self._keep(s, s.copy(), pc, key)
         return False
 
     def _fork(self, s: State) -> State:
+        self.forks += 1
         t = s.copy()
         if s.rec is not None:
             s.rec.branches += 1

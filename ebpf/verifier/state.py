@@ -125,7 +125,7 @@ class Frame:
 
 
 class State:
-    __slots__ = ("frames", "refs", "pc", "history", "rec", "loop_callback", "jmps", "insns_since")
+    __slots__ = ("frames", "refs", "pc", "history", "rec", "loop_callback", "jmps", "insns_since", "watch")
 
     def __init__(self, frames: list[Frame], refs: dict[int, int], pc: int, history: tuple | None):
         self.frames = frames
@@ -136,6 +136,7 @@ class State:
         self.loop_callback = None
         self.jmps = 0
         self.insns_since = 0
+        self.watch = None  # loops.Watch: the loop iteration this path is in, not shared by copies
 
     @property
     def cur(self) -> Frame:
@@ -173,6 +174,17 @@ class State:
                                  if s.kinds != "????????"))
             parts.append((f.callsite, regs, stack))
         return (tuple(parts), tuple(sorted(self.refs)))
+
+
+def key_with_regs(key: tuple, regs: list[Reg], changed) -> tuple:
+    """``key`` (from :meth:`State.key`) with the innermost frame's registers ``changed`` read from ``regs``."""
+    parts, refs = key
+    callsite, old, stack = parts[-1]
+    new = list(old)
+    for n in changed:
+        if new[n] is not None:
+            new[n] = _rkey(regs[n])
+    return (parts[:-1] + ((callsite, tuple(new), stack),), refs)
 
 
 def _rkey(r: Reg) -> tuple:
