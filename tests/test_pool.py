@@ -74,9 +74,10 @@ def machine():
 
 
 def _shm() -> set[str]:
-    """The pools' state folders (engines outside a pool, e.g. other tests running at the same
-    time, make folders of their own, which are not this test's business)."""
-    return {e for e in os.listdir("/dev/shm") if e.startswith("bpfmc-pool-")} if os.path.isdir("/dev/shm") else set()
+    """This process's pools' state folders (named after the pid that made them: pools of other
+    processes, e.g. a second test run on the same machine, are not this test's business)."""
+    mine = f"bpfmc-pool-{os.getpid()}-"
+    return {e for e in os.listdir("/dev/shm") if e.startswith(mine)} if os.path.isdir("/dev/shm") else set()
 
 
 def _u64(b: bytes) -> int:

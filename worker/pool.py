@@ -545,7 +545,7 @@ class Machine:
         self.clock = "virtual" if deterministic else "host"
         self._ctx = context()
         root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.state_dir = Path(tempfile.mkdtemp(prefix="bpfmc-pool-", dir=root))
+        self.state_dir = Path(tempfile.mkdtemp(prefix=f"bpfmc-pool-{os.getpid()}-", dir=root))
         self._seq = _CoreSeq(self.state_dir / "cores.seq", self.ncores, create=True)
         self._slots = SlotPool(self.state_dir, SLOTS)
         self._handles: dict[int, _Loaded] = {}
