@@ -17,8 +17,10 @@ What it measures (issue "Many cores", deliverable 10):
   full map and an empty one take the same bytes; ``--fill`` fills them to check that).
 
 Rates are wall-clock over a stream of pipelined batches (``Machine.submit``), best of a few
-repetitions; this 2-vCPU VM is shared with the dispatcher, so the 2-worker figures include the
-parent's own work competing for the same two CPUs.
+repetitions; the 1- and 2-worker machines of a scaling pair are both open and measured in turn,
+one stream each per repetition, so that a slow spell of the host does not fall on one side only.
+This 2-vCPU VM is shared with the dispatcher, so the 2-worker figures include the parent's own
+work competing for the same two CPUs.
 """
 
 from __future__ import annotations
@@ -61,43 +63,70 @@ def _machine(cores: int, workers: int):
 def pool_rate(bench_id: str, obj: Path, *, cores: int, workers: int, batch: int, batches: int,
               reps: int) -> dict:
     """Best events/s over ``reps`` streams of ``batches`` pipelined batches, results checked."""
+    return pool_rates(bench_id, obj, cores=cores, workers=(workers,), batch=batch, batches=batches, reps=reps)[0]
+
+
+def pool_rates(bench_id: str, obj: Path, *, cores: int, workers: tuple[int, ...], batch: int, batches: int,
+               reps: int) -> list[dict]:
+    """``pool_rate`` for machines of each worker count, all open at once and measured in turn,
+    one stream each per repetition: a slow spell of this shared host then falls on every
+    machine alike instead of on whichever happened to be measured during it."""
     bench = BY_ID[bench_id]
-    with _machine(cores, workers) as m:
-        h = m.load(obj, bench.program)
-        counts = Counts()
-        warm = 256 if bench_id == "B5" else cores
-        blob, lengths, ports = packet_batch(bench, warm)
-        m.run(h, (blob, lengths))
-        counts.add(ports)
+    machines = []
+    try:
+        for w in workers:
+            machines.append(_machine(cores, w))
+        runs = []
+        for m in machines:
+            h = m.load(obj, bench.program)
+            counts = Counts()
+            warm = 256 if bench_id == "B5" else cores
+            blob, lengths, ports = packet_batch(bench, warm)
+            m.run(h, (blob, lengths))
+            counts.add(ports)
+            runs.append((m, h, counts))
         blob, lengths, ports = packet_batch(bench, batch, start=warm)
-        best = None
+        best = [0.0] * len(machines)
         for _ in range(reps):
-            # A streaming consumer: a few batches in flight, each result checked and dropped as it
-            # completes (holding every result would measure page faults of fresh memory instead).
-            t0 = time.perf_counter()
-            window: collections.deque = collections.deque()
-            for i in range(batches + WINDOW):
-                if i < batches:
-                    window.append(m.submit(h, (blob, lengths)))
-                if len(window) > WINDOW or (i >= batches and window):
-                    r = window.popleft().result()
-                    counts.add(ports)
-                    if r.faulted.any() or (r.r0 != bench.r0).any():
-                        raise BenchError(f"pool {bench.label}: a run faulted or returned r0 != {bench.r0}")
-            elapsed = time.perf_counter() - t0
-            rate = batch * batches / elapsed
-            best = rate if best is None else max(best, rate)
+            for k, (m, h, counts) in enumerate(runs):
+                best[k] = max(best[k], _stream(m, h, bench, blob, lengths, ports, counts, batches))
+        out = []
+        for (m, h, counts), rate, w in zip(runs, best, workers, strict=True):
+            _check(m, h, bench, counts)
+            out.append({"events_per_s": rate, "cores": cores, "workers": w, "batch": batch, "batches": batches,
+                        "memory": [_smaps(pid) for pid in m.worker_pids()]})
+        return out
+    finally:
+        for m in machines:
+            m.close()
 
-        def per_cpu_sum(name, key):
-            raw = m.map_read(h, name, "raw")[key.to_bytes(4, "little")]
-            rows = [_u64(raw[i:i + 8]) for i in range(0, len(raw), 8)]
-            return sum(rows), rows
 
-        check_maps(bench, "pool", counts, lookup=lambda name, key: m.map_read(h, name).get(key.to_bytes(4, "little")),
-                   per_cpu_sum=per_cpu_sum, items=lambda name: m.map_read(h, name).items())
-        memory = [_smaps(pid) for pid in m.worker_pids()]
-    return {"events_per_s": best, "cores": cores, "workers": workers, "batch": batch, "batches": batches,
-            "memory": memory}
+def _stream(m, h, bench, blob, lengths, ports, counts: Counts, batches: int) -> float:
+    """events/s of one stream. A streaming consumer: a few batches in flight, each result checked
+    and dropped as it completes (holding every result would measure page faults of fresh memory
+    instead)."""
+    batch = len(lengths)
+    t0 = time.perf_counter()
+    window: collections.deque = collections.deque()
+    for i in range(batches + WINDOW):
+        if i < batches:
+            window.append(m.submit(h, (blob, lengths)))
+        if len(window) > WINDOW or (i >= batches and window):
+            r = window.popleft().result()
+            counts.add(ports)
+            if r.faulted.any() or (r.r0 != bench.r0).any():
+                raise BenchError(f"pool {bench.label}: a run faulted or returned r0 != {bench.r0}")
+    return batch * batches / (time.perf_counter() - t0)
+
+
+def _check(m, h, bench, counts: Counts) -> None:
+    def per_cpu_sum(name, key):
+        raw = m.map_read(h, name, "raw")[key.to_bytes(4, "little")]
+        rows = [_u64(raw[i:i + 8]) for i in range(0, len(raw), 8)]
+        return sum(rows), rows
+
+    check_maps(bench, "pool", counts, lookup=lambda name, key: m.map_read(h, name).get(key.to_bytes(4, "little")),
+               per_cpu_sum=per_cpu_sum, items=lambda name: m.map_read(h, name).items())
 
 
 def _smaps(pid: int) -> dict:
@@ -148,8 +177,8 @@ def run(quick: bool, fill: bool) -> dict:
         objs = {b: build(BY_ID[b], shared, Path(d)) for b in ("B2", "B4", "B5")}
         scaling = {}
         for b in ("B4", "B5"):
-            one = pool_rate(b, objs[b], cores=4, workers=1, batch=batch, batches=batches, reps=reps)
-            two = pool_rate(b, objs[b], cores=4, workers=2, batch=batch, batches=batches, reps=reps)
+            one, two = pool_rates(b, objs[b], cores=4, workers=(1, 2), batch=batch, batches=batches,
+                                  reps=reps + 2)
             scaling[b] = {"one": one, "two": two, "speedup": two["events_per_s"] / one["events_per_s"],
                           "target": TARGETS[b]}
         inproc = bench_engine(BY_ID["B2"], objs["B2"], batch * 4, 3 if quick else 7)

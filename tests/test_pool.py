@@ -443,3 +443,42 @@ def test_changed_packets_come_back_from_every_worker(machine):
     h = machine.load(Program(assemble("mov %r6, %r1\ncall 8\nstxb [%r6+0], %r0\nmov %r0, 0\nexit"), name="stamp"))
     res = machine.run(h, (b"aaaabbbbccccdddd", [4, 4, 4, 4]), steering=[3, 2, 1, 0])
     assert [r["data_out"] for r in res.runs()] == ["03616161", "02626262", "01636363", "00646464"]
+
+
+def test_changed_packets_of_interleaved_cores_come_back_in_event_order(machine):
+    from bpfmc.ebpf.asm import assemble
+    from bpfmc.ebpf.program import Program
+
+    # Round-robin interleaves the cores, so each worker runs its events from its own grouped
+    # copy and changed packets come from two arenas per worker: each must land on its event.
+    h = machine.load(Program(assemble("mov %r6, %r1\ncall 8\nstxb [%r6+0], %r0\nmov %r0, 0\nexit"), name="stamp"))
+    events = [bytes([0xAA, i, i, i + 1]) for i in range(40)]
+    res = machine.run(h, (b"".join(events), [4] * 40), steering="rr")
+    assert [r["data_out"] for r in res.runs()] == [(bytes([i % 4]) + e[1:]).hex() for i, e in enumerate(events)]
+    assert res.core.tolist() == [i % 4 for i in range(40)]
+
+
+def test_held_results_keep_their_rows_while_the_pool_goes_on(machine, obj):
+    from bpfmc.worker.pool import LENT_SLOTS, SLOTS
+
+    h = machine.load(obj)
+    batches = [frames(50 + s, seed=s) for s in range(3 * (SLOTS + LENT_SLOTS))]
+    # Held results: the first keep their slots' memory, the later ones are copies; none is
+    # overwritten by the batches after it, and the pool maps no more slots than it promises.
+    futs = [machine.submit(h, b[:2]) for b in batches]
+    held = [f.result() for f in futs]
+    for res, (_, _, keys) in zip(held, batches, strict=True):
+        assert (res.r0 == 2 + (keys.astype(np.uint64) << 8)).all() and (res.status == 0).all()
+    assert len(machine._slots._maps) <= SLOTS + LENT_SLOTS
+    del futs, held, res
+    # Dropped results give their slots back: a long stream reuses them.
+    for b in batches:
+        r = machine.run(h, b[:2])
+        assert (r.r0 == 2 + (b[2].astype(np.uint64) << 8)).all()
+    assert len(machine._slots._maps) <= SLOTS + LENT_SLOTS
+
+
+def test_empty_batch(machine, obj):
+    h = machine.load(obj)
+    res = machine.run(h, (b"", []))
+    assert len(res) == 0 and res.runs() == []

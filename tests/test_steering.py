@@ -293,6 +293,17 @@ def test_round_robin_persists_across_calls() -> None:
     assert Steering(1, "rr").steer(*pack(frames)).tolist() == [0, 0, 0, 0]
 
 
+def test_round_robin_advance_matches_steer() -> None:
+    st, ref = Steering(3, "rr"), Steering(3, "rr")
+    frames = [eth(0x0806, bytes(28))] * 4
+    for n in (4, 0, 2, 1):
+        first = st.advance(n)
+        assert ref.steer(*pack(frames[:n])).tolist() == [(first + i) % 3 for i in range(n)]
+        assert st.next_core == ref.next_core
+    with pytest.raises(ValueError, match="advance"):
+        Steering(3, "rss").advance(1)
+
+
 def test_explicit_cores() -> None:
     st = Steering(4, "core")
     blob, offsets = pack([eth(0x0806, bytes(28))] * 5)

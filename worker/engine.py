@@ -197,38 +197,6 @@ class BatchResult:
     def runs(self) -> list[dict]:
         return [self.run(i) for i in range(len(self))]
 
-    # -- crossing a process boundary --------------------------------------------------------
-    # One int64 row per run: r0, insns, cycles, status, pc, aux, then the OM_* columns. One
-    # table crosses a pipe (and is scattered into event order) far faster than eight arrays.
-    _T_R0, _T_INSNS, _T_CYCLES, _T_STATUS, _T_PC, _T_AUX, _T_META = 0, 1, 2, 3, 4, 5, 6
-    _T_COLS = 6 + batchmod.OM_COLS
-
-    def table(self) -> np.ndarray:
-        """The result columns as one int64 row per run (``_T_*`` columns): what crosses to
-        another process."""
-        table = np.empty((len(self), self._T_COLS), np.int64)
-        for i, col in enumerate((self.r0.view(np.int64), self.insns, self.cycles, self.status, self.pc,
-                                 self.aux.view(np.int64))):
-            table[:, i] = col
-        table[:, self._T_META:] = self.meta
-        return table
-
-    def arena(self) -> np.ndarray:
-        """The used part of the changed-packet arena (``OM_DATA_OFF`` rows point into it)."""
-        off, ln = self.meta[:, batchmod.OM_DATA_OFF], self.meta[:, batchmod.OM_DATA_LEN]
-        used = int((off + ln)[off >= 0].max()) if (off >= 0).any() else 0
-        return self.out_data[:used]
-
-    @classmethod
-    def from_table(cls, engine: Engine, blob: np.ndarray, offsets: np.ndarray, table: np.ndarray,
-                   out_ctx: np.ndarray, out_data: np.ndarray, **extra) -> BatchResult:
-        """A result over ``table`` rows in event order. ``engine`` runs the same image as the
-        engines that made the rows (it names maps and describes faults)."""
-        return cls(r0=table[:, cls._T_R0].view(np.uint64), insns=table[:, cls._T_INSNS],
-                   cycles=table[:, cls._T_CYCLES], status=table[:, cls._T_STATUS], pc=table[:, cls._T_PC],
-                   aux=table[:, cls._T_AUX].view(np.uint64), meta=table[:, cls._T_META:], out_data=out_data,
-                   out_ctx=out_ctx, blob=blob, offsets=offsets, engine=engine, **extra)
-
     def totals(self) -> dict:
         t = {"runs": len(self), "faults": int(np.count_nonzero(self.faulted)),
              "insns": int(self.insns.sum()), "cycles": int(self.cycles.sum())}
@@ -334,7 +302,21 @@ class Engine:
         self._inbuf = np.zeros(0, np.uint8)
         self._pktbuf = np.zeros(0, np.uint8)
         self._results = Recycler()
+        self._arena = np.zeros(0, np.uint8)  # changed packets of run_in_place, reused call to call
+        self._call_args = None
         self._ensure_capacity(2048)
+
+    def _bind(self) -> None:
+        # Everything run_events takes before the batch's own arrays. Building it costs ~10 us
+        # (the decoded columns are combined, scalars boxed): more than the call itself, and paid
+        # per core per pool batch if done per call.
+        d, m = self.decoded, self.model
+        self._call_args = (
+            *d.columns(), np.int64(d.taken_extra), np.uint64(self.entry.pc), self.context.kind,
+            self.regions.table, self._maps_table, self._regs, self._frames, self._core, self._stack,
+            self._inbuf, self._pktbuf, self._ctxbuf, self._ctx_ptr, self._ctx_wmask, self.context.size,
+            self._pkt, self._log, self._logidx, self._logstate, self._scratch, self._entries,
+            np.int64(m.insn_budget), np.int64(m.stack_size), np.int64(self._stack_zero), np.int64(m.call_depth))
 
     def _ensure_capacity(self, nbytes: int) -> None:
         if nbytes > MAX_INPUT_BYTES:
@@ -343,11 +325,15 @@ class Engine:
             if len(self._inbuf) < nbytes:
                 self._inbuf = np.zeros(max(nbytes, 2 * len(self._inbuf)), np.uint8)
                 self.regions.attach(REGION_INPUT, self._inbuf, "input", readable_len=0)
+                self._call_args = None
         else:
             need = headroom(self.context.kind) + nbytes + TAILROOM
             if len(self._pktbuf) < need:
                 self._pktbuf = np.zeros(need, np.uint8)
                 self.regions.attach(REGION_PACKET, self._pktbuf, "packet")
+                self._call_args = None
+        if self._call_args is None:
+            self._bind()
 
     def close(self) -> None:
         if self._own_store:
@@ -397,26 +383,48 @@ class Engine:
         np.cumsum(lengths, out=offsets[1:])
         res = BatchResult(r0=r0, insns=insns, cycles=cycles, status=status, pc=pc, aux=aux, meta=meta,
                           out_data=out_data, out_ctx=out_ctx, blob=blob, offsets=offsets, engine=self)
-        d, m = self.decoded, self.model
-        done, used = 0, 0
+        res.out_data, _, res.lost_records = self._execute(blob, offsets[:-1], offsets[1:],
+                                                          (r0, insns, cycles, status, pc, aux), meta, out_ctx,
+                                                          out_data, res.logs)
+        return res
+
+    def run_in_place(self, blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, columns: tuple, meta: np.ndarray,
+                     out_ctx: np.ndarray, longest: int) -> tuple[np.ndarray, dict, int]:
+        """Run the events ``blob[starts[i]:ends[i]]`` with their results written into the
+        caller's arrays (a pool slot): ``columns`` are r0 (uint64), insns, cycles, status, pc,
+        aux (uint64), each of one element per event, as ``meta`` and ``out_ctx`` have one row per
+        event; none is allocated here. ``longest`` is an upper bound of the events' sizes;
+        checking frame sizes is the caller's. Returns the changed packets' arena (``meta``'s
+        ``OM_DATA_OFF`` points into it; valid until the next call), the logs by event index, and
+        the number of records lost."""
+        if self.clock == "host":
+            self._follow_host_clock()
+        self._ensure_capacity(longest)
+        need = len(blob) + 4096  # the events lie somewhere in blob: it bounds their bytes
+        if len(self._arena) < need:
+            self._arena = np.empty(need + need // 2, np.uint8)
+        logs: dict = {}
+        self._arena, used, lost = self._execute(blob, starts, ends, columns, meta, out_ctx, self._arena, logs)
+        return self._arena[:used], logs, lost
+
+    def _execute(self, blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, columns: tuple, meta: np.ndarray,
+                 out_ctx: np.ndarray, out_data: np.ndarray, logs: dict) -> tuple[np.ndarray, int, int]:
+        """The compiled event loop over a whole batch. Returns the arena of changed packets (a
+        bigger one if it filled up), the bytes of it used and the records lost."""
+        n = len(starts)
+        done, used, lost = 0, 0, 0
         self._logstate[:] = 0
         while True:  # at least once: an empty batch loads the compiled engine (warm_up)
-            ran, used = interp.run_events(
-                *d.columns(), np.int64(d.taken_extra), np.uint64(self.entry.pc), self.context.kind,
-                self.regions.table, self._maps_table, self._regs, self._frames, self._core, self._stack,
-                self._inbuf, self._pktbuf, self._ctxbuf, self._ctx_ptr, self._ctx_wmask, self.context.size,
-                self._pkt, self._log, self._logidx, self._logstate, self._scratch, self._entries,
-                np.int64(m.insn_budget), np.int64(m.stack_size), np.int64(self._stack_zero), np.int64(m.call_depth),
-                blob, offsets, done, used,
-                res.r0, res.insns, res.cycles, res.status, res.pc, res.aux, res.meta, res.out_data, res.out_ctx)
+            ran, used = interp.run_events(*self._call_args, blob, starts, ends, done, used, *columns, meta, out_data,
+                                          out_ctx)
             done += ran
             if done < n:  # the arena for changed packets filled up: continue in a bigger one
-                bigger = np.zeros(2 * len(res.out_data) + 4096, np.uint8)
-                bigger[:used] = res.out_data[:used]
-                res.out_data = bigger
-            self._collect_logs(res)
+                bigger = np.zeros(2 * len(out_data) + 4096, np.uint8)
+                bigger[:used] = out_data[:used]
+                out_data = bigger
+            lost += self._collect_logs(logs)
             if done >= n:
-                return res
+                return out_data, used, lost
 
     def _result_columns(self, n: int, nbytes: int, ctx_bytes: int) -> list[np.ndarray]:
         """A batch's result columns and offsets, as views into one recycled buffer (see
@@ -444,13 +452,16 @@ class Engine:
         ran_ns = cycles // hz * 1_000_000_000 + cycles % hz * 1_000_000_000 // hz
         core[CORE_TIME_BASE_NS] = max(time.monotonic_ns() - ran_ns, 0)
 
-    def _collect_logs(self, res: BatchResult) -> None:
+    def _collect_logs(self, logs: dict) -> int:
+        """Moves the compiled loop's log entries into ``logs`` (event index -> entries); returns
+        the records lost."""
         st, idx, log = self._logstate, self._logidx, self._log
         for e in range(int(st[LS_ENTRIES])):
             run, kind, off, length, mi = (int(x) for x in idx[e, [LI_RUN, LI_KIND, LI_OFFSET, LI_LENGTH, LI_MAP]])
-            res.logs.setdefault(run, []).append((kind, log[off:off + length].tobytes(), mi))
-        res.lost_records += int(st[LS_LOST])
+            logs.setdefault(run, []).append((kind, log[off:off + length].tobytes(), mi))
+        lost = int(st[LS_LOST])
         st[:] = 0
+        return lost
 
     def run(self, data: bytes = b"") -> dict:
         """Run once on ``data``; the run's dict of DESIGN's result shape."""

@@ -533,23 +533,25 @@ def _tail_call_target(regs, maps, core, entries, tail_calls):
 def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, event_writes, taken_extra, entry_pc, kind,
                regions, maps, regs, frames, core, stack, inbuf, pktbuf, ctxbuf, ctx_ptr, ctx_wmask, ctx_size,
                pkt, log, logidx, logstate, scratch, entries, budget, stack_size, stack_zero, max_depth,
-               blob, offsets, first_run, used, out_r0, out_insns, out_cycles, out_status, out_pc, out_aux,
+               blob, starts, ends, first_run, used, out_r0, out_insns, out_cycles, out_status, out_pc, out_aux,
                out_meta, out_data, out_ctx):
-    """Run events ``first_run ..`` of a batch: event ``e`` is ``blob[offsets[e]:offsets[e+1]]``,
+    """Run events ``first_run ..`` of a batch: event ``e`` is ``blob[starts[e]:ends[e]]``,
     presented as the program type expects (``batch.begin_event``), run from ``entry_pc`` until
     the outermost exit or a fault, and collected (``batch.end_event``). Returns (events run,
     bytes of ``out_data`` used); it stops early only when ``out_data`` might not hold the next
     packet, and the caller continues with a bigger one.
 
     The event loop lives here, around the interpreter loop, because a call per event into a
-    function with this many arguments cost more than a short program takes to run.
+    function with this many arguments cost more than a short program takes to run. Events are
+    given by their start and end rather than by one offsets array, so that a pool worker can run
+    one core's events where they lie in the shared batch, among other cores' events.
 
     Dispatch is on the internal opcode (``decode.I_*``) in ``cword``; handlers read operands
     through its read indices (see ``_rd``) and write its dst. ``frames[d]`` saves r6-r9, the
     return pc and r10 of the caller at depth d.
     """
     blob_h = np.uint64(blob.ctypes.data)
-    n_events = offsets.shape[0] - 1
+    n_events = starts.shape[0]
     head = headroom_of(kind)
     st = np.uint64(pkt.ctypes.data)
     pkt[PKT_B_KIND] = kind
@@ -566,10 +568,10 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, eve
     pkt[PKT_B_META_STRIDE] = out_meta.strides[0]  # rows are contiguous: the engine allocates them
     pkt[PKT_B_EVENT_WRITES] = event_writes
     for e in range(first_run, n_events):
-        length = offsets[e + 1] - offsets[e]
+        length = ends[e] - starts[e]
         if used + length + 1024 > out_data.shape[0] and e > first_run:
             return e - first_run, used
-        src = blob_h + np.uint64(offsets[e])
+        src = blob_h + np.uint64(starts[e])
         begin_event(st, src, length)
         for i in range(REG_SLOTS):  # a constant count: a few vector stores instead of a memset call
             regs[i] = U0

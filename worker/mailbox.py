@@ -6,16 +6,17 @@ themselves. Instead the parent writes a batch once into a slot, a file in the ma
 folder that every worker maps, and sends each worker only the slot's number. Each worker picks
 out the events steered to its cores, runs them, and writes their result rows straight into the
 slot at the events' own indexes, so the rows are already in event order when the parent copies
-them out. Pipes carry only what is small or rare: the slot number, timings, trace lines and
-records, and packets a program changed.
+them out (:mod:`.layout` does the per-event parts in compiled code). Pipes carry only what is
+small or rare: the slot number, timings, trace lines and records, and packets a program changed.
 
 Layout of a slot holding ``n`` events of ``nbytes`` bytes in all (every part 64-byte aligned)::
 
-    lengths  int64[n]      event sizes
-    cores    int32[n]      the emulated core of each event (the parent's steering)
-    rows     int64[n, T]   results, one row per event (BatchResult's table columns)
-    ctx      uint8[n, C]   context rows of __sk_buff programs (C = 0 otherwise)
-    blob     uint8[nbytes] the events, back to back
+    offsets  int64[n + 1]   event i is blob[offsets[i]:offsets[i+1]]
+    cores    int32[n]       the emulated core of each event (the parent's steering)
+    cols     int64[F, n]    results, one column per figure (F = 6: r0, insns, cycles, status, pc, aux)
+    meta     int64[n, M]    results: BatchResult.meta rows
+    ctx      uint8[n, C]    context rows of __sk_buff programs (C = 0 otherwise)
+    blob     uint8[nbytes]  the events, back to back
 
 A slot's file grows by being replaced: a new file under a new generation number, which the
 workers map when a message names it.
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import threading
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -40,32 +43,53 @@ def _up(n: int) -> int:
 
 @dataclass
 class SlotViews:
-    lengths: np.ndarray
+    offsets: np.ndarray
     cores: np.ndarray
-    rows: np.ndarray
+    cols: np.ndarray
+    meta: np.ndarray
     ctx: np.ndarray
     blob: np.ndarray
 
 
-def slot_size(n: int, nbytes: int, cols: int, ctx_bytes: int) -> int:
-    return _up(8 * n) + _up(4 * n) + _up(8 * n * cols) + _up(n * ctx_bytes) + _up(nbytes)
+@dataclass(frozen=True)
+class SlotShape:
+    """What a slot holds: ``n`` events of ``nbytes`` bytes, results of ``cols`` figures,
+    ``meta_cols`` meta columns and ``ctx_bytes`` context bytes per event. Get one from
+    :func:`slot_shape`, which keeps the ones in use (their part bounds computed once)."""
+
+    n: int
+    nbytes: int
+    cols: int
+    meta_cols: int
+    ctx_bytes: int
+
+    def parts(self) -> tuple[int, ...]:
+        n = self.n
+        return 8 * (n + 1), 4 * n, 8 * self.cols * n, 8 * n * self.meta_cols, n * self.ctx_bytes, self.nbytes
+
+    @cached_property
+    def _bounds(self) -> list[tuple[int, int]]:
+        out, off = [], 0
+        for size in self.parts():
+            out.append((off, off + size))
+            off += _up(size)
+        return out
+
+    def size(self) -> int:
+        return self._bounds[-1][0] + _up(self.nbytes)
+
+    def views(self, buf: np.ndarray) -> SlotViews:
+        (o0, o1), (c0, c1), (f0, f1), (m0, m1), (x0, x1), (b0, b1) = self._bounds
+        n = self.n
+        return SlotViews(buf[o0:o1].view(np.int64), buf[c0:c1].view(np.int32),
+                         buf[f0:f1].view(np.int64).reshape(self.cols, n),
+                         buf[m0:m1].view(np.int64).reshape(n, self.meta_cols), buf[x0:x1].reshape(n, self.ctx_bytes),
+                         buf[b0:b1])
 
 
-def slot_views(buf: np.ndarray, n: int, nbytes: int, cols: int, ctx_bytes: int) -> SlotViews:
-    off = 0
-
-    def take(size: int) -> np.ndarray:
-        nonlocal off
-        part = buf[off:off + size]
-        off += _up(size)
-        return part
-
-    lengths = take(8 * n).view(np.int64)
-    cores = take(4 * n).view(np.int32)
-    rows = take(8 * n * cols).view(np.int64).reshape(n, cols)
-    ctx = take(n * ctx_bytes).reshape(n, ctx_bytes)
-    blob = take(nbytes)
-    return SlotViews(lengths, cores, rows, ctx, blob)
+@lru_cache(maxsize=64)
+def slot_shape(n: int, nbytes: int, cols: int, meta_cols: int, ctx_bytes: int) -> SlotShape:
+    return SlotShape(n, nbytes, cols, meta_cols, ctx_bytes)
 
 
 class SharedFile:
@@ -91,41 +115,68 @@ class SharedFile:
 
 
 class SlotPool:
-    """The parent's slots: ``acquire`` blocks while every slot holds a batch in flight (the
-    machine's back-pressure), ``release`` frees one when all its workers have answered."""
+    """The parent's slots. ``acquire`` blocks while ``in_flight`` batches are in flight (the
+    machine's back-pressure) and hands out a slot that neither a batch in flight nor a result
+    refers to; ``release`` ends a batch's flight.
 
-    def __init__(self, folder: Path, count: int):
+    A result may keep its slot's rows as its own arrays instead of a copy (``may_lend``): the
+    slot is then reused only once nothing refers to its memory any more, which Python's
+    reference count tells exactly (as in :mod:`.recycle`). At most ``lend`` slots of at most
+    ``lend_bytes`` in all are lent at once; past that a result is copied out, so a caller that
+    holds on to every result does not make the pool map ever more memory, and there is always
+    a slot free for a batch to fly in."""
+
+    def __init__(self, folder: Path, in_flight: int, lend: int = 0, lend_bytes: int = 0):
         self.folder = Path(folder)
-        self._free = list(range(count))
-        self._maps: list[SharedFile | None] = [None] * count
-        self._gen = [0] * count
+        self._in_flight = in_flight
+        self._lend, self._lend_bytes = lend, lend_bytes
+        self._maps: list[SharedFile] = []
+        self._gen: list[int] = []
+        self._busy: set[int] = set()
         self._cond = threading.Condition()
         self._closed = False
+
+    def _referenced(self, i: int) -> bool:
+        # Referrers of an unused slot's array: its SharedFile, and getrefcount's argument.
+        return sys.getrefcount(self._maps[i].buf) > 2
 
     def acquire(self, size: int) -> tuple[int, int, np.ndarray]:
         """(slot, generation, its bytes) with room for ``size`` bytes."""
         with self._cond:
-            while not self._free:
+            while len(self._busy) >= self._in_flight:
                 if self._closed:
                     raise RuntimeError("the machine is closed")
                 self._cond.wait()
-            i = self._free.pop()
-        m = self._maps[i]
-        if m is None or m.size < size:
-            if m is not None:
-                m.close()
-                self._path(i, self._gen[i]).unlink(missing_ok=True)
-            self._gen[i] += 1
-            m = self._maps[i] = SharedFile(self._path(i, self._gen[i]), max(_up(size), 1 << 20), create=True)
-        return i, self._gen[i], m.buf
+            if self._closed:
+                raise RuntimeError("the machine is closed")
+            free = [i for i in range(len(self._maps)) if i not in self._busy and not self._referenced(i)]
+            i = next((i for i in free if self._maps[i].size >= size), free[0] if free else len(self._maps))
+            if i == len(self._maps):
+                self._maps.append(None)
+                self._gen.append(0)
+            m = self._maps[i]
+            if m is None or m.size < size:
+                if m is not None:
+                    m.close()
+                    self._path(i, self._gen[i]).unlink(missing_ok=True)
+                self._gen[i] += 1
+                m = self._maps[i] = SharedFile(self._path(i, self._gen[i]), max(_up(size), 1 << 20), create=True)
+            self._busy.add(i)
+            return i, self._gen[i], m.buf
+
+    def may_lend(self, i: int) -> bool:
+        """Whether the result of the batch in slot ``i`` may keep the slot's memory."""
+        with self._cond:
+            lent = [j for j in range(len(self._maps)) if j not in self._busy and self._referenced(j)]
+            return (len(lent) < self._lend
+                    and sum(self._maps[j].size for j in lent) + self._maps[i].size <= self._lend_bytes)
 
     def release(self, i: int) -> None:
+        """The batch in slot ``i`` is over; drop every reference to the slot's memory that a
+        result is not to keep before calling this."""
         with self._cond:
-            self._free.append(i)
+            self._busy.discard(i)
             self._cond.notify()
-
-    def path(self, i: int) -> Path:
-        return self._path(i, self._gen[i])
 
     def _path(self, i: int, gen: int) -> Path:
         return self.folder / f"slot-{i}-{gen}"

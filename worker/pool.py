@@ -9,11 +9,16 @@ the parent see one set of maps. Shared values are updated with real atomics by t
 engine; per-CPU values have one row per emulated core and each engine writes only its own.
 
 A batch crosses the process boundary through shared memory (:mod:`.mailbox`): the parent
-steers every event to a core and writes the batch once into a slot (blob, lengths, cores); each
-worker hosting one of those cores gets the slot's number down its pipe, runs its cores' events
-(each core's in arrival order) and writes their result rows into the slot at the events' own
-indexes. Pipes carry only small messages; batches in flight are bounded by the slots and by a
-queue per worker, so a producer that outruns the pool waits and nothing is dropped.
+steers every event to a core and copies the batch once into a slot (offsets, cores, blob), in
+one compiled pass (:mod:`.layout`); each worker hosting one of those cores gets the slot's
+number down its pipe, picks out its cores' events grouped by core, runs each core's run of
+events with one engine call, and writes the result rows into the slot at the events' own
+indexes. The parent does no per-event work on the way back: a result's arrays are the slot's
+rows themselves (the slot is reused once no result refers to it), or a copy when too many
+results are held. Per-event work is thereby left to the workers, which do it in parallel: the
+parent is one process for all of them. Pipes carry only small messages; batches in flight are
+bounded by the slots and by a queue per worker, so a producer that outruns the pool waits and
+nothing is dropped.
 
 Workers come from a ``forkserver`` context (gRPC's C core is not fork-safe: the server must call
 :func:`context` before it imports grpc), set ``PR_SET_PDEATHSIG`` so none outlives its parent,
@@ -25,6 +30,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import gc
 import os
 import pickle
 import shutil
@@ -40,16 +46,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import OM_DATA_OFF
+from .batch import OM_COLS, OM_DATA_OFF
 from .contexts import KIND_SKB, KIND_SOCKET
-from .engine import BatchResult, Engine
-from .mailbox import SharedFile, SlotMaps, SlotPool, slot_size, slot_views
+from .engine import ETH_HLEN, BatchResult, Engine, EventError
+from .layout import figure_ranges, pack_batch, scatter_rows, select_events
+from .mailbox import SharedFile, SlotMaps, SlotPool, SlotViews, slot_shape
 from .model import HardwareModel
+from .recycle import Recycler
 from .steering import Steering
 
 PR_SET_PDEATHSIG = 1
 SLOTS = 4  # batches in flight at once (one running, the next ones ready): then producers wait
+# Results that may keep their slot's memory as their arrays (no copy); beyond these, a result's
+# rows are copied out, so a caller holding every result does not grow the pool's shared memory.
+LENT_SLOTS = 8
+LENT_BYTES = 256 << 20
 REPLACE_TIMEOUT = 60.0  # how long a batch waits for a dead worker's replacement to attach
+# The per-event result figures, one column each in a slot and in a result.
+_R0, _INSNS, _CYCLES, _STATUS, _PC, _AUX = range(6)
+FIGURES = 6
+_NO_CORES = np.zeros(0, np.int32)  # round-robin: pack_batch makes the cores
 _CTX = None
 
 
@@ -153,6 +169,7 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
 
     seq = _CoreSeq(Path(state_dir) / "cores.seq", ncores, create=False).words
     slots = SlotMaps(Path(state_dir))
+    scratch = _Scratch(ncores, index, nworkers)
     handles: dict[int, dict[int, Engine]] = {}
     while True:
         try:
@@ -174,6 +191,11 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
                     e.clock = clock
                     e.warm_up()  # so the first batch's busy time is the program's, not the loader's
                 handles[h] = engines
+                # What is loaded lives as long as the worker: out of the collector's sight, a
+                # full collection no longer walks the compiled engine's objects (it took a
+                # worker 60-70 ms, every ~130 batches, stalling the batch in flight).
+                gc.collect()
+                gc.freeze()
                 _send(conn, ("ok", None))
             elif kind == "unload":
                 for e in handles.pop(msg[1]).values():
@@ -181,8 +203,8 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
                 _send(conn, ("ok", None))
             elif kind == "run":
                 _, h, slot, gen, n, nbytes, ctx_bytes = msg
-                _send(conn, ("ok", _run_slot(handles[h], slots.get(slot, gen), n, nbytes, ctx_bytes, index,
-                                             nworkers, seq)))
+                shape = slot_shape(n, nbytes, FIGURES, OM_COLS, ctx_bytes)
+                _send(conn, ("ok", _run_slot(handles[h], shape.views(slots.get(slot, gen)), scratch, seq)))
             else:
                 _send(conn, ("err", f"unknown request {kind!r}"))
         except Exception as e:  # report and keep serving: one bad request must not kill a core
@@ -193,74 +215,103 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
     slots.close()
 
 
-def _run_slot(engines: dict[int, Engine], buf: np.ndarray, n: int, nbytes: int, ctx_bytes: int, index: int,
-              nworkers: int, seq: np.ndarray) -> dict:
-    ncores = len(seq)
-    """Run this worker's share of the batch in a slot; result rows go into the slot at the
-    events' own indexes. Returns what does not fit the rows: per-core figures, logs by event
-    index, and changed packets (one arena, rows rebased onto it)."""
-    v = slot_views(buf, n, nbytes, BatchResult._T_COLS, ctx_bytes)
-    cores = v.cores
-    hosted = range(index, ncores, nworkers)
-    if len(hosted) <= 8:  # a pass per hosted core beats a sort when there are few
-        picks = [np.flatnonzero(cores == c) for c in hosted]
-        core_ids = [c for c, p in zip(hosted, picks, strict=True) if len(p)]
-        picks = [p for p in picks if len(p)]
-    else:
-        mine = np.flatnonzero(cores % nworkers == index)
-        order = mine[np.argsort(cores[mine], kind="stable")]
-        ids, counts = np.unique(cores[order], return_counts=True)
-        core_ids = ids.tolist()
-        picks = np.split(order, np.cumsum(counts)[:-1]) if len(order) else []
-    lengths = v.lengths
-    uniform = n and int(lengths.min()) == int(lengths.max())
-    if not uniform:
-        offsets = np.zeros(n + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+class _Scratch:
+    """A worker's private arrays for the events of its cores grouped by core (their bounds in the
+    slot) and for their result rows; kept from batch to batch (fresh memory would cost a page
+    fault per 4 KiB)."""
+
+    def __init__(self, ncores: int, index: int, nworkers: int):
+        self.hosted = range(index, ncores, nworkers)
+        self.backwards = bool(index & 1)  # see layout.scatter_rows
+        self.mine = np.zeros(ncores, np.bool_)
+        self.mine[index::nworkers] = True
+        self.first = np.zeros(ncores, np.int64)
+        self.starts = np.zeros(ncores + 1, np.int64)
+        self._ints = np.zeros(0, np.int64)
+        self._ctx = np.zeros(0, np.uint8)
+
+    def grouped(self, v: SlotViews) -> tuple[int, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple]:
+        """This worker's events of the slot grouped by core: (longest event, whether they are in
+        place in the slot, positions, positions in event order, event starts, event ends,
+        (figure columns, meta rows, ctx rows)); see ``layout.select_events``."""
+        n = len(v.cores)
+        cols, mcols, cbytes = len(v.cols), v.meta.shape[1], v.ctx.shape[1]
+        need = (4 + cols + mcols) * n
+        if len(self._ints) < need:
+            self._ints = np.empty(need + need // 2, np.int64)
+        if len(self._ctx) < cbytes * n:
+            self._ctx = np.empty(cbytes * n + cbytes * n // 2, np.uint8)
+        ints = self._ints
+        positions, in_order, ev_starts, ev_ends = (ints[k * n:(k + 1) * n] for k in range(4))
+        longest, in_place = select_events(v.offsets, v.cores, self.mine, self.first, self.starts, positions, in_order,
+                                          ev_starts, ev_ends)
+        mine = int(self.starts[-1])
+        at = 4 * n
+        rows = (ints[at:at + cols * mine].reshape(cols, mine),
+                ints[at + cols * mine:at + (cols + mcols) * mine].reshape(mine, mcols),
+                self._ctx[:cbytes * mine].reshape(mine, cbytes))
+        return int(longest), bool(in_place), positions[:mine], in_order[:mine], ev_starts, ev_ends, rows
+
+
+def _run_slot(engines: dict[int, Engine], v: SlotViews, scratch: _Scratch, seq: np.ndarray) -> dict:
+    """Run this worker's cores' events of a slot and write their result rows into the slot at
+    the events' own indexes. Each core's events run with one engine call, read where they lie in
+    the slot; their rows go straight into the slot when the core's events are one contiguous
+    run of it, else into scratch columns, grouped by core, and from there to their places.
+    Returns what does not fit the rows: per-core figures, logs by event index, and changed
+    packets (one arena, rows rebased onto it)."""
+    longest, in_place, positions, in_order, ev_starts, ev_ends, (cols, meta, ctx) = scratch.grouped(v)
+    if in_place:
+        ev_starts, ev_ends, cols, meta, ctx = v.offsets[:-1], v.offsets[1:], v.cols, v.meta, v.ctx
+    figures = [cols[k] for k in range(FIGURES)]
+    figures[_R0] = figures[_R0].view(np.uint64)
+    figures[_AUX] = figures[_AUX].view(np.uint64)
     out = {"cores": [], "logs": {}, "lost": 0, "arena": []}
     arena_used = 0
     one = np.uint64(1)
-    for c, sel in zip(core_ids, picks, strict=True):
-        # A run of consecutive events (explicit steering, or one core) is used in place.
-        run = slice(int(sel[0]), int(sel[-1]) + 1) if int(sel[-1]) - int(sel[0]) + 1 == len(sel) else None
-        ln = lengths[sel] if run is None else lengths[run]
-        if uniform:
-            size = int(lengths[0])
-            rows = v.blob.reshape(n, size)
-            events = (rows[sel] if run is None else rows[run]).reshape(-1) if size else v.blob[:0]
-        else:
-            within = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
-            events = (v.blob[np.repeat(offsets[sel], ln) + within] if run is None
-                      else v.blob[offsets[run.start]:offsets[run.stop]])
+    starts, first = scratch.starts.tolist(), scratch.first.tolist()
+    for c in scratch.hosted:
+        count = starts[c + 1] - starts[c]
+        if not count:
+            continue
+        s = first[c] if in_place else starts[c]
+        e = s + count
         seq[c] += one
         t0 = time.perf_counter_ns()
         try:
-            res = engines[c].run_batch((events, ln))
+            arena, logs, lost = engines[c].run_in_place(v.blob, ev_starts[s:e], ev_ends[s:e],
+                                                        tuple(f[s:e] for f in figures), meta[s:e], ctx[s:e], longest)
         finally:
             busy = time.perf_counter_ns() - t0
             seq[c] += one
-        table = res.table()
-        arena = res.arena()
         if len(arena):
-            moved = table[:, BatchResult._T_META + OM_DATA_OFF]
-            moved += np.where(moved >= 0, arena_used, 0)
+            if arena_used:
+                moved = meta[s:e, OM_DATA_OFF]
+                moved[moved >= 0] += arena_used
             out["arena"].append(arena)
             arena_used += len(arena)
-        v.rows[sel if run is None else run] = table
-        if ctx_bytes:
-            v.ctx[sel if run is None else run] = res.out_ctx
-        for run, entries in res.logs.items():
-            out["logs"][int(sel[run])] = entries
-        out["lost"] += res.lost_records
+        for run, entries in logs.items():
+            out["logs"][s + run if in_place else int(positions[s + run])] = entries
+        out["lost"] += lost
         # Per-core figures are counted here, on contiguous columns and in parallel with the other
         # workers, so the parent only merges small dicts.
-        out["cores"].append((c, busy, len(sel), value_counts(res.insns), value_counts(res.cycles),
-                             int(np.count_nonzero(res.status))))
+        insns, cycles = figures[_INSNS][s:e], figures[_CYCLES][s:e]
+        ilo, ihi, clo, chi, faults = figure_ranges(insns, cycles, figures[_STATUS][s:e])
+        out["cores"].append((c, busy, count, value_counts(insns, ilo, ihi), value_counts(cycles, clo, chi), faults))
+    if not in_place and len(positions):
+        scatter_rows(positions, in_order, scratch.backwards, cols, meta, ctx, v.cols, v.meta, v.ctx)
     out["arena"] = np.concatenate(out["arena"]) if out["arena"] else None
     return out
 
 
 # -- talking to one worker -------------------------------------------------------------------
+
+def _deliver(on_reply, payload) -> None:
+    try:
+        on_reply(payload)
+    except Exception:  # a broken callback must not end the receiver: later replies would be lost
+        traceback.print_exc()
+
 
 class _Link:
     """A worker process, and the receiver thread that matches its replies to requests in order.
@@ -279,17 +330,25 @@ class _Link:
         self._receiver = threading.Thread(target=self._recv_loop, name=f"bpfmc-recv-{w}", daemon=True)
         self._receiver.start()
 
-    def call(self, msg) -> Future:
-        fut: Future = Future()
+    def send(self, msg, on_reply) -> None:
+        """Send a request; ``on_reply(payload)`` runs on the receiver thread with the worker's
+        answer, or with the exception that stands for it (a refusal, or the worker's death).
+        A plain callback rather than a Future: a batch's replies are on the hot path."""
         with self._lock:
-            if self.dead is not None:
-                fut.set_exception(self.dead)
-                return fut
-            self._inflight.append(fut)
-            try:
-                _send(self.conn, msg)
-            except (OSError, ValueError, EOFError):
-                pass  # the receiver sees the worker's end and fails what is in flight
+            if self.dead is None:
+                self._inflight.append(on_reply)
+                try:
+                    _send(self.conn, msg)
+                except (OSError, ValueError, EOFError):
+                    pass  # the receiver sees the worker's end and fails what is in flight
+                return
+        on_reply(self.dead)
+
+    def call(self, msg) -> Future:
+        """Send a request; its answer as a Future (for requests that are waited for)."""
+        fut: Future = Future()
+        self.send(msg, lambda payload: fut.set_exception(payload) if isinstance(payload, BaseException)
+                  else fut.set_result(payload))
         return fut
 
     def _recv_loop(self) -> None:
@@ -299,11 +358,8 @@ class _Link:
             except (EOFError, OSError, ValueError, TypeError):
                 break
             with self._lock:
-                fut = self._inflight.popleft()
-            if status == "ok":
-                fut.set_result(payload)
-            else:
-                fut.set_exception(PoolError(payload))
+                on_reply = self._inflight.popleft()
+            _deliver(on_reply, payload if status == "ok" else PoolError(payload))
         if self.stopping:
             return
         self.proc.join(timeout=2)
@@ -316,8 +372,10 @@ class _Link:
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
             self.dead = exc
-            while self._inflight:
-                self._inflight.popleft().set_exception(exc)
+            waiting = list(self._inflight)
+            self._inflight.clear()
+        for on_reply in waiting:
+            _deliver(on_reply, exc)
 
     def stop(self) -> None:
         """Ask the worker to exit after the requests already sent."""
@@ -344,35 +402,12 @@ class PoolResult(BatchResult):
         return out
 
 
-def value_counts(values: np.ndarray) -> dict[int, int]:
-    """value -> how many times, for a per-event column."""
-    if not len(values):
-        return {}
-    lo, hi = int(values.min()), int(values.max())
+def value_counts(values: np.ndarray, lo: int, hi: int) -> dict[int, int]:
+    """value -> how many times, for a per-event column whose values run from lo to hi."""
     if lo == hi:  # the common case: every event took the same path
         return {lo: len(values)}
     vals, n = np.unique(values, return_counts=True)
     return dict(zip(vals.tolist(), n.tolist(), strict=True))
-
-
-class _BatchFigures:
-    """What one batch adds to the statistics, from the workers' per-core figures."""
-
-    def __init__(self, ncores: int):
-        self.busy, self.insns, self.cycles, self.events = (np.zeros(ncores, np.int64) for _ in range(4))
-        self.insn_counts: dict[int, int] = {}
-        self.cycle_counts: dict[int, int] = {}
-        self.faults = 0
-
-    def add(self, core: int, busy_ns: int, events: int, insn_counts: dict, cycle_counts: dict, faults: int) -> None:
-        self.busy[core] += busy_ns
-        self.events[core] += events
-        self.insns[core] += sum(v * n for v, n in insn_counts.items())
-        self.cycles[core] += sum(v * n for v, n in cycle_counts.items())
-        for mine, theirs in ((self.insn_counts, insn_counts), (self.cycle_counts, cycle_counts)):
-            for v, n in theirs.items():
-                mine[v] = mine.get(v, 0) + n
-        self.faults += faults
 
 
 class _Counts:
@@ -428,17 +463,35 @@ class _Loaded:
     steering: dict[str, Steering] = field(default_factory=dict)
 
 
+@dataclass
+class _Submitted:
+    """A batch in flight: its slot, the caller's blob, and where its rows will be."""
+
+    slot: int
+    views: SlotViews
+    blob: np.ndarray
+
+
+@dataclass
+class _Rows:
+    """A finished batch's per-event arrays, as the result will hold them: views of its slot
+    (lent) or a copy."""
+
+    offsets: np.ndarray
+    cores: np.ndarray
+    cols: np.ndarray  # int64 [FIGURES, n]
+    meta: np.ndarray
+    ctx: np.ndarray
+
+
 class PoolFuture:
     """A submitted batch. ``result()`` waits for every worker's part and returns the
     :class:`PoolResult`; a worker that died with its part in flight makes it raise
     :class:`WorkerDied` (the other parts ran and stay applied). The batch's slot is freed as
     soon as the last worker answers, whether or not anyone asks for the result."""
 
-    def __init__(self, machine: Machine, handle: int, blob, offsets, cores, slot: int, views, workers: list[int],
-                 submit):
-        self._machine, self._handle = machine, handle
-        self._blob, self._offsets, self._cores = blob, offsets, cores
-        self._slot, self._views, self._workers = slot, views, workers
+    def __init__(self, machine: Machine, handle: int, batch: _Submitted, workers: list[int], submit):
+        self._machine, self._handle, self._batch, self._workers = machine, handle, batch, workers
         self._lock = threading.Lock()
         self._pending = len(workers)
         self._done = threading.Event()
@@ -448,13 +501,10 @@ class PoolFuture:
         if not workers:
             self._harvest()
         for w in workers:
-            submit(w).add_done_callback(lambda f, w=w: self._answered(w, f))
+            submit(w, lambda payload, w=w: self._answered(w, payload))
 
-    def _answered(self, w: int, fut: Future) -> None:
-        try:
-            self._replies[w] = fut.result()
-        except BaseException as e:  # noqa: BLE001  (kept and raised from result())
-            self._replies[w] = e
+    def _answered(self, w: int, payload) -> None:
+        self._replies[w] = payload  # the reply, or the exception that stands for it
         with self._lock:
             self._pending -= 1
             last = self._pending == 0
@@ -462,39 +512,49 @@ class PoolFuture:
             self._harvest()
 
     def _harvest(self) -> None:
-        """All workers answered: copy the rows out of the slot, free it, account the batch.
-        Runs on a receiver thread: whatever happens, the slot is freed and ``result()`` returns."""
-        m = self._machine
-        v = self._views
+        """All workers answered: take the rows (in event order already), free the slot, account
+        the batch. Runs on a receiver thread: whatever happens, the slot is freed and
+        ``result()`` returns."""
+        m, b = self._machine, self._batch
+        self._batch = None
         try:
-            table, ctx = v.rows.copy(), v.ctx.copy()  # the slot is reused: the result owns its rows
-        finally:
-            m._slots.release(self._slot)
-        try:
-            self._gather(table, ctx)
+            try:
+                replies = [(w, self._replies[w]) for w in self._workers]
+                failed = any(isinstance(r, BaseException) for _, r in replies)
+                rows = self._rows(b.views, lend=not failed and m._slots.may_lend(b.slot))
+            finally:
+                b.views = None  # the slot is reused once only a lent result refers to it
+                m._slots.release(b.slot)
+            self._gather(replies, b.blob, rows)
         except BaseException as e:  # noqa: BLE001  (a bug here must not hang every caller)
             self._error = PoolError(f"gathering the results of a batch failed: {type(e).__name__}: {e}")
         finally:
-            self._views = None
             self._done.set()
 
-    def _gather(self, table: np.ndarray, ctx: np.ndarray) -> None:
+    def _rows(self, v: SlotViews, lend: bool) -> _Rows:
+        """The slot's per-event arrays: the slot's own memory when the result may keep it, else a
+        copy (in a buffer of the machine's, reused once no result holds it)."""
+        if lend:
+            return _Rows(v.offsets, v.cores, v.cols, v.meta, v.ctx)
+        rows = self._machine._result_arrays(len(v.cores), v.ctx.shape[1])
+        for mine, theirs in zip((rows.offsets, rows.cores, rows.cols, rows.meta, rows.ctx),
+                                (v.offsets, v.cores, v.cols, v.meta, v.ctx), strict=True):
+            mine[...] = theirs
+        return rows
+
+    def _gather(self, replies: list, blob: np.ndarray, rows: _Rows) -> None:
         m = self._machine
-        figures = _BatchFigures(m.ncores)
-        errors, arenas, base, logs, lost = [], [], 0, {}, 0
-        for w in self._workers:
-            reply = self._replies[w]
+        figures, errors, arenas, logs, lost = [], [], [], {}, 0
+        for w, reply in replies:
             if isinstance(reply, BaseException):
                 errors.append(reply)
                 continue
-            for core_figures in reply["cores"]:
-                figures.add(*core_figures)
+            figures.extend(reply["cores"])
             if reply["arena"] is not None:
-                col = table[:, BatchResult._T_META + OM_DATA_OFF]  # a view: rebased in place
-                moved = (self._cores % m.nworkers == w) & (col >= 0)
-                col[moved] += base
+                if arenas:  # each worker's changed packets follow the ones before them
+                    col = rows.meta[:, OM_DATA_OFF]  # a view: rebased in place
+                    col[(rows.cores % m.nworkers == w) & (col >= 0)] += sum(len(a) for a in arenas)
                 arenas.append(reply["arena"])
-                base += len(reply["arena"])
             logs.update(reply["logs"])
             lost += reply["lost"]
         ld = m._handles.get(self._handle)
@@ -502,13 +562,15 @@ class PoolFuture:
             m._finish(self._handle, None, figures)
             err = next((e for e in errors if isinstance(e, WorkerDied)), errors[0] if errors else None)
             self._error = err or PoolError(f"program {self._handle} was unloaded while its batch ran")
-        else:
-            out_data = np.concatenate(arenas) if arenas else np.zeros(0, np.uint8)
-            res = PoolResult.from_table(ld.engine, self._blob, self._offsets, table, ctx, out_data,
-                                        core=self._cores)
-            res.logs, res.lost_records = logs, lost
-            self._result = res
-            m._finish(self._handle, res, figures)
+            return
+        cols = rows.cols
+        res = PoolResult(r0=cols[_R0].view(np.uint64), insns=cols[_INSNS], cycles=cols[_CYCLES], status=cols[_STATUS],
+                         pc=cols[_PC], aux=cols[_AUX].view(np.uint64), meta=rows.meta,
+                         out_data=np.concatenate(arenas) if arenas else np.zeros(0, np.uint8), out_ctx=rows.ctx,
+                         blob=blob, offsets=rows.offsets, engine=ld.engine, logs=logs, lost_records=lost,
+                         core=rows.cores)
+        self._result = res
+        m._finish(self._handle, res, figures)
 
     def done(self) -> bool:
         return self._done.is_set()
@@ -547,16 +609,18 @@ class Machine:
         root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self.state_dir = Path(tempfile.mkdtemp(prefix=f"bpfmc-pool-{os.getpid()}-", dir=root))
         self._seq = _CoreSeq(self.state_dir / "cores.seq", self.ncores, create=True)
-        self._slots = SlotPool(self.state_dir, SLOTS)
+        self._slots = SlotPool(self.state_dir, SLOTS, lend=LENT_SLOTS, lend_bytes=LENT_BYTES)
+        self._results = Recycler(keep=SLOTS, max_bytes=LENT_BYTES)  # rows copied out of slots not lent
         self._handles: dict[int, _Loaded] = {}
         self._next_handle = 1
         self._links: list[_Link | None] = [None] * self.nworkers
         self._admin = threading.RLock()  # loads, unloads and worker replacement
         self._stats_lock = threading.Lock()
-        self._events = np.zeros(self.ncores, np.int64)
-        self._insns = np.zeros(self.ncores, np.int64)
-        self._cycles = np.zeros(self.ncores, np.int64)
-        self._busy = np.zeros(self.ncores, np.int64)
+        # Per-core totals, as Python ints: a batch adds to a few of them, one at a time.
+        self._events = [0] * self.ncores
+        self._insns = [0] * self.ncores
+        self._cycles = [0] * self.ncores
+        self._busy = [0] * self.ncores
         self.replaced = 0
         self._closed = False
         try:
@@ -712,72 +776,106 @@ class Machine:
         an array of core ids."""
         ld = self._loaded(handle)
         if isinstance(steering, str):
-            if steering not in ld.steering:
-                ld.steering[steering] = Steering(self.ncores, steering)
-            return ld.steering[steering].steer(blob, offsets)
-        return Steering(self.ncores, "core").steer(blob, offsets, np.asarray(steering))
+            return self._steering(ld, steering).steer(blob, offsets)
+        return self._steering(ld, "core").steer(blob, offsets, np.asarray(steering))
+
+    def _steering(self, ld: _Loaded, mode: str) -> Steering:
+        if mode not in ld.steering:
+            ld.steering[mode] = Steering(self.ncores, mode)
+        return ld.steering[mode]
 
     def submit(self, handle: int, events: tuple, steering="rr", *, recorder=None) -> PoolFuture:
         """Queue a batch ``(blob, lengths)`` and return at once with a :class:`PoolFuture`; waits
         only while the workers are a full queue behind (back-pressure, nothing dropped).
         Batches of one submitter complete in submission order on every core."""
-        from .engine import ETH_HLEN, EventError
-
         ld = self._loaded(handle)
         blob = np.ascontiguousarray(np.frombuffer(events[0], np.uint8) if isinstance(events[0], bytes | bytearray)
                                     else events[0], np.uint8)
-        lengths = np.asarray(events[1], np.int64)
-        if (lengths < 0).any() or int(lengths.sum()) != len(blob):
-            raise ValueError("lengths must be non-negative and add up to the blob's size")
-        if ld.engine.prog_type != "raw" and len(lengths) and int(lengths.min()) < ETH_HLEN:
-            i = int(np.argmin(lengths))
-            raise EventError(f"event {i}: a {ld.engine.prog_type} program needs an Ethernet frame of at least "
-                             f"{ETH_HLEN} bytes, got {int(lengths[i])}")
+        lengths = np.ascontiguousarray(events[1], np.int64)
+        if lengths.ndim != 1:
+            raise ValueError("lengths must be a sequence of event sizes")
         n = len(lengths)
-        offsets = np.zeros(n + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        cores = self.steer(handle, blob, offsets, steering).astype(np.int32)
-        if recorder is not None:
-            recorder.add(blob, lengths, cores)
         ctx_bytes = ld.engine.context.size if ld.engine.context.kind in (KIND_SKB, KIND_SOCKET) else 0
-        cols = BatchResult._T_COLS
-        slot, gen, buf = self._slots.acquire(slot_size(n, len(blob), cols, ctx_bytes))
-        v = slot_views(buf, n, len(blob), cols, ctx_bytes)
-        v.lengths[:] = lengths
-        v.cores[:] = cores
-        v.blob[:] = blob
+        rr = isinstance(steering, str) and steering == "rr"
+        if rr:  # the cores are written while packing: moved past only once the batch is accepted
+            cores, rr_first = None, self._steering(ld, "rr").next_core
+        else:
+            if (lengths < 0).any() or int(lengths.sum()) != len(blob):
+                raise ValueError("lengths must be non-negative and add up to the blob's size")
+            offsets = np.zeros(n + 1, np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            cores, rr_first = self.steer(handle, blob, offsets, steering).astype(np.int32, copy=False), -1
+        shape = slot_shape(n, len(blob), FIGURES, OM_COLS, ctx_bytes)
+        slot, gen, buf = self._slots.acquire(shape.size())
+        try:
+            v = shape.views(buf)
+            counts = np.zeros(self.ncores, np.int64)
+            shortest, total = pack_batch(blob, lengths, _NO_CORES if cores is None else cores, rr_first, v.offsets,
+                                         v.cores, v.blob, counts)
+            if shortest < 0 or total != len(blob):
+                raise ValueError("lengths must be non-negative and add up to the blob's size")
+            if ld.engine.prog_type != "raw" and n and shortest < ETH_HLEN:
+                i = int(np.argmin(lengths))
+                raise EventError(f"event {i}: a {ld.engine.prog_type} program needs an Ethernet frame of at least "
+                                 f"{ETH_HLEN} bytes, got {int(lengths[i])}")
+        except BaseException:
+            v = buf = None
+            self._slots.release(slot)
+            raise
+        if rr:
+            self._steering(ld, "rr").advance(n)
+        if recorder is not None:
+            recorder.add(blob, lengths, v.cores)
         with self._stats_lock:
             st = ld.stats
             if st.in_flight == 0:
                 st.since = time.perf_counter_ns()
             st.in_flight += 1
-        workers = sorted({int(c) % self.nworkers for c in np.flatnonzero(np.bincount(cores, minlength=self.ncores))})
+        workers = [w for w in range(self.nworkers) if counts[w::self.nworkers].any()]
         msg = ("run", handle, slot, gen, n, len(blob), ctx_bytes)
-        return PoolFuture(self, handle, blob, offsets, cores, slot, v, workers, lambda w: self._link(w).call(msg))
+        return PoolFuture(self, handle, _Submitted(slot, v, blob), workers,
+                          lambda w, on_reply: self._link(w).send(msg, on_reply))
+
+    def _result_arrays(self, n: int, ctx_bytes: int) -> _Rows:
+        """Arrays for a result's rows, views of one recycled buffer (fresh memory would cost a
+        page fault per 4 KiB, more than copying the rows in)."""
+        sizes = (8 * (n + 1), 4 * n, 8 * FIGURES * n, 8 * OM_COLS * n, ctx_bytes * n)
+        buf = self._results.take(sum((size + 7) & ~7 for size in sizes))
+        parts, off = [], 0
+        for size in sizes:
+            parts.append(buf[off:off + size])
+            off += (size + 7) & ~7
+        offsets, cores, cols, meta, ctx = parts
+        return _Rows(offsets.view(np.int64), cores.view(np.int32), cols.view(np.int64).reshape(FIGURES, n),
+                     meta.view(np.int64).reshape(n, OM_COLS), ctx.reshape(n, ctx_bytes))
 
     def run(self, handle: int, events: tuple, steering="rr", *, recorder=None) -> PoolResult:
         """Run a batch ``(blob, lengths)`` and wait for it; results in event order."""
         return self.submit(handle, events, steering, recorder=recorder).result()
 
-    def _finish(self, handle: int, res: PoolResult | None, f: _BatchFigures) -> None:
+    def _finish(self, handle: int, res: PoolResult | None, figures: list[tuple]) -> None:
+        """Account a batch from its workers' per-core figures (core, busy ns, events, insns and
+        cycles as value -> events, faults); a failed batch (``res`` None) adds only the time
+        and work its cores did."""
         with self._stats_lock:
-            self._busy += f.busy
-            self._insns += f.insns
-            self._cycles += f.cycles
             ld = self._handles.get(handle)
-            if ld is not None:
-                st = ld.stats
+            st = ld.stats if ld is not None else None
+            if st is not None:
                 st.in_flight -= 1
                 if st.in_flight == 0:
                     st.wall_ns += time.perf_counter_ns() - st.since
-            if res is None:
-                return
-            self._events += f.events
-            if ld is not None:
+            for c, busy, events, insns, cycles, faults in figures:
+                self._busy[c] += busy
+                self._insns[c] += sum(v * k for v, k in insns.items())
+                self._cycles[c] += sum(v * k for v, k in cycles.items())
+                if res is not None:
+                    self._events[c] += events
+                    if st is not None:
+                        st.faults += faults
+                        st.insns.merge(insns)
+                        st.cycles.merge(cycles)
+            if res is not None and st is not None:
                 st.events += len(res)
-                st.faults += f.faults
-                st.insns.merge(f.insn_counts)
-                st.cycles.merge(f.cycle_counts)
 
     # -- maps -----------------------------------------------------------------------------
     def _map(self, handle: int, name: str):
@@ -858,9 +956,9 @@ class Machine:
         sustainable event rate on the modelled target next to the rate measured on this host."""
         m = self.model
         with self._stats_lock:
-            per_core = [{"core": c, "worker": c % self.nworkers, "events": int(self._events[c]),
-                         "insns": int(self._insns[c]), "cycles": int(self._cycles[c]),
-                         "busy_ms": round(int(self._busy[c]) / 1e6, 3)} for c in range(self.ncores)]
+            per_core = [{"core": c, "worker": c % self.nworkers, "events": self._events[c], "insns": self._insns[c],
+                         "cycles": self._cycles[c], "busy_ms": round(self._busy[c] / 1e6, 3)}
+                        for c in range(self.ncores)]
             programs = {}
             for h, ld in self._handles.items():
                 st = ld.stats

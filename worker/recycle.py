@@ -15,8 +15,12 @@ import numpy as np
 
 
 class Recycler:
-    def __init__(self, keep: int = 3):
+    """Keeps up to ``keep`` buffers, and none beyond ``max_bytes`` in all (a huge batch's
+    buffers are not worth holding on to: their page faults are a small part of their cost)."""
+
+    def __init__(self, keep: int = 3, max_bytes: int = 1 << 30):
         self._keep = keep
+        self._max_bytes = max_bytes
         self._buffers: list[np.ndarray] = []
         self._lock = threading.Lock()  # results are gathered on several threads at once
 
@@ -28,7 +32,8 @@ class Recycler:
                 if sys.getrefcount(buf) == 3 and len(buf) >= nbytes:
                     return buf
             buf = np.empty(nbytes + nbytes // 2, np.uint8)
-            if len(self._buffers) >= self._keep:
-                self._buffers.pop(0)  # in use by some result: it lives as long as that does
             self._buffers.append(buf)
+            # Dropped buffers in use by some result live as long as that does.
+            while len(self._buffers) > self._keep or sum(len(b) for b in self._buffers) > self._max_bytes:
+                self._buffers.pop(0)
             return buf

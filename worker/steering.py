@@ -288,6 +288,16 @@ class Steering:
         """Restart round-robin at core 0."""
         self._rr_next = 0
 
+    def advance(self, n: int) -> int:
+        """Round-robin only: the core of the next event, moving the position past ``n`` events.
+        For callers that write the cores out themselves in a pass they make anyway (the pool
+        does, while copying a batch into shared memory); the same cores as ``steer``."""
+        if self.mode != "rr":
+            raise ValueError(f'advance is for steering mode "rr", not {self.mode!r}')
+        first = self._rr_next
+        self._rr_next = (first + n) % self.n_cores
+        return first
+
     @staticmethod
     def _check_batch(blob: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(blob, np.ndarray) or blob.ndim != 1 or blob.dtype != np.uint8:
