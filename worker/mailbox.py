@@ -4,10 +4,12 @@ A pipe would copy every event several times (pickle, socket buffer, read buffer,
 the same again for results); on a two-CPU host that dispatch work competes with the workers
 themselves. Instead the parent writes a batch once into a slot, a file in the machine's state
 folder that every worker maps, and sends each worker only the slot's number. Each worker picks
-out the events steered to its cores, runs them, and writes their result rows straight into the
-slot at the events' own indexes, so the rows are already in event order when the parent copies
-them out (:mod:`.layout` does the per-event parts in compiled code). Pipes carry only what is
-small or rare: the slot number, timings, trace lines and records, and packets a program changed.
+out the events steered to its cores, runs them where they lie, and writes their result rows into
+the slot at the events' own indexes (:mod:`.layout` does the per-event parts in compiled code),
+so the rows are in event order when the batch is done: a result takes them as its own arrays
+(the slot is lent to it), or a copy when too many slots are lent already. Pipes carry only what
+is small or rare: the slot number, timings, trace lines and records, and packets a program
+changed.
 
 Layout of a slot holding ``n`` events of ``nbytes`` bytes in all (every part 64-byte aligned)::
 
@@ -167,6 +169,8 @@ class SlotPool:
     def may_lend(self, i: int) -> bool:
         """Whether the result of the batch in slot ``i`` may keep the slot's memory."""
         with self._cond:
+            if len(self._maps) <= self._lend and sum(m.size for m in self._maps) <= self._lend_bytes:
+                return True  # even were every other slot lent
             lent = [j for j in range(len(self._maps)) if j not in self._busy and self._referenced(j)]
             return (len(lent) < self._lend
                     and sum(self._maps[j].size for j in lent) + self._maps[i].size <= self._lend_bytes)
@@ -197,11 +201,13 @@ class SlotMaps:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._maps: dict[int, tuple[int, SharedFile]] = {}
+        self._views: dict[int, tuple[int, SlotShape, SlotViews]] = {}
 
     def get(self, i: int, gen: int) -> np.ndarray:
         have = self._maps.get(i)
         if have is None or have[0] != gen:
             if have is not None:
+                self._views.pop(i, None)  # views of the old mapping would keep it from closing
                 have[1].close()
             path = self.folder / f"slot-{i}-{gen}"
             m = SharedFile(path, os.path.getsize(path), create=False)
@@ -209,7 +215,18 @@ class SlotMaps:
             have = self._maps[i]
         return have[1].buf
 
+    def views(self, i: int, gen: int, shape: SlotShape) -> SlotViews:
+        """Slot ``i``'s parts for a batch of ``shape``, kept while a stream repeats the slot's
+        generation and the shape (building them took several µs per batch)."""
+        have = self._views.get(i)
+        if have is not None and have[0] == gen and have[1] == shape:
+            return have[2]
+        views = shape.views(self.get(i, gen))
+        self._views[i] = (gen, shape, views)
+        return views
+
     def close(self) -> None:
+        self._views.clear()
         for _, m in self._maps.values():
             m.close()
         self._maps.clear()

@@ -204,7 +204,7 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
             elif kind == "run":
                 _, h, slot, gen, n, nbytes, ctx_bytes = msg
                 shape = slot_shape(n, nbytes, FIGURES, OM_COLS, ctx_bytes)
-                _send(conn, ("ok", _run_slot(handles[h], shape.views(slots.get(slot, gen)), scratch, seq)))
+                _send(conn, ("ok", _run_slot(handles[h], slots.views(slot, gen, shape), scratch, seq)))
             else:
                 _send(conn, ("err", f"unknown request {kind!r}"))
         except Exception as e:  # report and keep serving: one bad request must not kill a core
@@ -487,14 +487,20 @@ class _Rows:
 class PoolFuture:
     """A submitted batch. ``result()`` waits for every worker's part and returns the
     :class:`PoolResult`; a worker that died with its part in flight makes it raise
-    :class:`WorkerDied` (the other parts ran and stay applied). The batch's slot is freed as
-    soon as the last worker answers, whether or not anyone asks for the result."""
+    :class:`WorkerDied` (the other parts ran and stay applied). The batch leaves its slot's
+    flight as soon as the last worker answers, whether or not anyone asks for the result; the
+    result's columns may be the slot's own rows, which then stay the result's until it is
+    dropped."""
 
     def __init__(self, machine: Machine, handle: int, batch: _Submitted, workers: list[int], submit):
         self._machine, self._handle, self._batch, self._workers = machine, handle, batch, workers
         self._lock = threading.Lock()
         self._pending = len(workers)
-        self._done = threading.Event()
+        # Held until the batch is done: waiting on a lock is cheaper than on an Event, whose
+        # every wait allocates a lock of its own (a batch is waited for once or twice).
+        self._done_lock = threading.Lock()
+        self._done_lock.acquire()
+        self._finished = False
         self._result: PoolResult | None = None
         self._error: BaseException | None = None
         self._replies: dict[int, object] = {}
@@ -529,7 +535,8 @@ class PoolFuture:
         except BaseException as e:  # noqa: BLE001  (a bug here must not hang every caller)
             self._error = PoolError(f"gathering the results of a batch failed: {type(e).__name__}: {e}")
         finally:
-            self._done.set()
+            self._finished = True
+            self._done_lock.release()
 
     def _rows(self, v: SlotViews, lend: bool) -> _Rows:
         """The slot's per-event arrays: the slot's own memory when the result may keep it, else a
@@ -573,11 +580,13 @@ class PoolFuture:
         m._finish(self._handle, res, figures)
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._finished
 
     def result(self, timeout: float | None = None) -> PoolResult:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"batch not finished within {timeout} s")
+        if not self._finished:
+            if not self._done_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+                raise TimeoutError(f"batch not finished within {timeout} s")
+            self._done_lock.release()  # for any other thread waiting on this batch
         if self._error is not None:
             raise self._error
         return self._result

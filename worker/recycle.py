@@ -15,8 +15,8 @@ import numpy as np
 
 
 class Recycler:
-    """Keeps up to ``keep`` buffers, and none beyond ``max_bytes`` in all (a huge batch's
-    buffers are not worth holding on to: their page faults are a small part of their cost)."""
+    """Keeps up to ``keep`` buffers of at most ``max_bytes`` in all, so that what is kept for
+    reuse stays bounded however large the batches."""
 
     def __init__(self, keep: int = 3, max_bytes: int = 1 << 30):
         self._keep = keep
