@@ -179,9 +179,10 @@ class Counts:
         self.runs = 0
         self.per_key = np.zeros(B5_KEYS, np.int64)
 
-    def add(self, ports: np.ndarray) -> None:
-        self.runs += len(ports)
-        self.per_key += np.bincount(np.asarray(ports) & (B5_KEYS - 1), minlength=B5_KEYS)
+    def add(self, ports: np.ndarray, times: int = 1) -> None:
+        """Runs of a batch with these source ports, ``times`` over."""
+        self.runs += len(ports) * times
+        self.per_key += times * np.bincount(np.asarray(ports) & (B5_KEYS - 1), minlength=B5_KEYS)
 
 
 def check_maps(bench: Bench, side: str, counts: Counts, lookup, per_cpu_sum, items) -> None:
