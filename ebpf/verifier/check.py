@@ -72,6 +72,34 @@ def _what(r: Reg) -> str:
     return f"{d} {r.origin}" if r.origin else d
 
 
+def _counts_as_jump(insn: Insn) -> bool:
+    """Whether ``insn`` adds to the jump count that spaces kept states apart.
+
+    The walk counts by it as it goes and a summary recounts the iterations it skips by it: one
+    rule, so that both keep states at the same places.
+    """
+    return op.is_jmp(insn.opcode) and insn.opcode not in (op.CALL, op.CALLX, op.EXIT)
+
+
+class _SnapshotKeys(dict):
+    """position -> key of the state a watch recorded there, made on first use.
+
+    A summary compares these keys both when it looks for the iteration in which the walk would
+    find a repeat and when it keeps the states of the skipped iterations; each is made once.
+    """
+
+    __slots__ = ("watch", "live")
+
+    def __init__(self, watch: loops.Watch, live: dict[int, frozenset[int]]):
+        super().__init__()
+        self.watch = watch
+        self.live = live
+
+    def __missing__(self, position: int) -> tuple:
+        key = self[position] = self.watch.snapshots[position].key(self.live.get(self.watch.pcs[position]))
+        return key
+
+
 class Walker:
     def __init__(self, cfg: Cfg, maps: Sequence[MapSpec], prog_type: str, privileged: bool, log: Log,
                  insn_limit: int):
@@ -159,7 +187,7 @@ class Walker:
         watch = s.watch
         if watch is not None and watch.head == pc and self._summarise(s, pc, watch):
             return True
-        s.watch = loops.Watch(pc, s.frames, s.refs, self.processed, self.forks, self.jmps)
+        s.watch = loops.Watch(pc, s.frames, s.refs, self.forks, self.jmps)
         return False
 
     def _summarise(self, s: State, pc: int, watch: loops.Watch) -> bool:
@@ -174,7 +202,8 @@ class Walker:
         if summary is None:
             return False
         stops = [(p, q) for p, q in enumerate(watch.pcs) if q in prune]
-        end = self._first_repeat(summary, watch, stops)
+        keys = _SnapshotKeys(watch, self.cfg.live)
+        end = self._first_repeat(summary, watch, stops, keys)
         skipped = end - 1  # iteration 1 (this one) up to the last repeating one
         if skipped < 1:
             return False
@@ -191,7 +220,7 @@ class Walker:
             raise self._too_complex()
         if self.forks != watch.forks:
             return False  # every skipped iteration would queue a state of its own
-        self._keep_skipped_states(s, summary, watch, stops, end)
+        self._keep_skipped_states(s, summary, watch, stops, end, keys)
         s.frames[-1].regs = summary.head_regs(end, s.regs)
         self.processed += skipped * k
         self.jmps += skipped * (self.jmps - watch.jmps)
@@ -212,7 +241,8 @@ class Walker:
         t.rec = snap.rec
         return t
 
-    def _first_repeat(self, summary: loops.Summary, watch: loops.Watch, stops: list[tuple[int, int]]) -> int:
+    def _first_repeat(self, summary: loops.Summary, watch: loops.Watch, stops: list[tuple[int, int]],
+                      keys: _SnapshotKeys) -> int:
         """The first iteration (≤ summary.iterations) in which the walk's infinite-loop check would fire.
 
         The walk compares each state at a prune point with the states kept on its own path; a
@@ -232,20 +262,18 @@ class Walker:
                     continue
                 j = (r.var.value - c) // d
                 if (2 if p == 0 else 1) <= j < end and \
-                        st.key_with_regs(watch.snapshots[p].key(live), summary.regs_at(j, p), moving) == rec.key:
+                        st.key_with_regs(keys[p], summary.regs_at(j, p), moving) == rec.key:
                     end = j
         return end
 
     def _keep_skipped_states(self, s: State, summary: loops.Summary, watch: loops.Watch,
-                             stops: list[tuple[int, int]], end: int) -> None:
+                             stops: list[tuple[int, int]], end: int, keys: _SnapshotKeys) -> None:
         """Keep the explored states the walk would have kept in iterations 1 .. end-1."""
         jumps_before, n = [], 0
         for q in watch.pcs:
             jumps_before.append(n)
-            i = self.code[q]
-            n += (i.opcode & 0x07) in (op.BPF_JMP, op.BPF_JMP32) and i.opcode not in (op.CALL, op.EXIT)
+            n += _counts_as_jump(self.code[q])
         k, per_jumps = len(watch.pcs), self.jmps - watch.jmps
-        keys = {p: watch.snapshots[p].key(self.cfg.live.get(q)) for p, q in stops}
         base_insns, base_jumps = self.processed, self.jmps
         for j in range(1, end):
             for p, q in stops:
@@ -253,10 +281,8 @@ class Walker:
                     continue  # visited for real
                 processed = base_insns + (j - 1) * k + p
                 jumps = base_jumps + (j - 1) * per_jumps + jumps_before[p]
-                force = q in self.cfg.subprogs
-                if not force and (jumps - self.last_add_jmps < 2 or processed - self.last_add_insns < 8):
+                if not self._checkpoint(q, jumps, processed):
                     continue
-                self.last_add_jmps, self.last_add_insns = jumps, processed
                 t = self._moved(summary, watch, p, j)
                 self._keep(s, t, q, st.key_with_regs(keys[p], t.regs, summary.position_deltas[p]))
 
@@ -299,14 +325,26 @@ class Walker:
                 self.safe[pc] = [r for r in safe if r is not None]
             if covered:
                 return True
-        force = pc in self.cfg.subprogs or self.code[pc].opcode == op.CALL
-        if not force and (self.jmps - self.last_add_jmps < 2 or self.processed - self.last_add_insns < 8):
+        if not self._checkpoint(pc, self.jmps, self.processed):
             return False
-        self.last_add_jmps, self.last_add_insns = self.jmps, self.processed
         if key is None:
             key = s.key(live)
         self._keep(s, s.copy(), pc, key)
         return False
+
+    def _checkpoint(self, pc: int, jumps: int, processed: int) -> bool:
+        """Whether the walk keeps the state it reaches at prune point ``pc`` with these counts;
+        if so, the counts start again from it.
+
+        Keeping a state at every prune point would cost more comparisons than it saves, so, as the
+        kernel does, states are spaced out, except where a path enters a function or makes a
+        call. A summary replays this rule over the iterations it skips: both must go through here.
+        """
+        force = pc in self.cfg.subprogs or self.code[pc].opcode == op.CALL
+        if not force and (jumps - self.last_add_jmps < 2 or processed - self.last_add_insns < 8):
+            return False
+        self.last_add_jmps, self.last_add_insns = jumps, processed
+        return True
 
     def _fork(self, s: State) -> State:
         self.forks += 1
@@ -1000,8 +1038,8 @@ class Walker:
     # -- jumps ------------------------------------------------------------------------------------------
     def _jmp(self, s: State, pc: int, insn: Insn) -> bool:
         code = insn.opcode
+        self.jmps += _counts_as_jump(insn)
         if code in (op.JA, op.JA32):
-            self.jmps += 1
             s.pc = jump_target(pc, insn)
             return True
         if code == op.EXIT:
@@ -1012,7 +1050,6 @@ class Walker:
             return self._helper(s, pc, insn)
         if code == op.CALLX:
             raise Reject("call through a register (callx) is not supported by the kernel's verifier")
-        self.jmps += 1
         return self._cond(s, pc, insn)
 
     def _cond(self, s: State, pc: int, insn: Insn) -> bool:

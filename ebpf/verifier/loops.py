@@ -52,14 +52,13 @@ _ORDERED = {op.BPF_JGT: ("gt", False), op.BPF_JGE: ("ge", False), op.BPF_JLT: ("
 class Watch:
     """One path's record of the iteration in progress, from the loop head it started at."""
 
-    __slots__ = ("head", "regs", "frames", "refs", "processed", "forks", "jmps", "pcs", "trace", "snapshots")
+    __slots__ = ("head", "regs", "frames", "refs", "forks", "jmps", "pcs", "trace", "snapshots")
 
-    def __init__(self, head: int, frames: list, refs: dict, processed: int, forks: int, jmps: int):
+    def __init__(self, head: int, frames: list, refs: dict, forks: int, jmps: int):
         self.head = head
         self.regs = list(frames[-1].regs)
         self.frames = [(f.callsite, tuple(f.regs), dict(f.stack)) for f in frames]
         self.refs = dict(refs)
-        self.processed = processed
         self.forks = forks
         self.jmps = jmps
         self.pcs: list[int] = []
@@ -80,10 +79,8 @@ class Summary:
     """Iterations ``1 .. iterations-1`` repeat iteration 0; affine registers move by ``deltas``."""
 
     iterations: int  # N: the first iteration that may differ (or the cap)
-    per_iteration: int  # instructions processed in one iteration
     deltas: dict[int, int]  # register -> change per iteration, at the loop head
     start: list[Reg]  # head registers of iteration 0
-    pcs: list[int]
     trace: list[list[Reg]]
     position_deltas: list[dict[int, int]]  # affine registers before each traced instruction
 
@@ -180,7 +177,7 @@ def summarise(code: dict[int, Insn], watch: Watch, frames: list, refs: dict, liv
     for n in live:
         if dl.get(n, 0) != deltas.get(n, 0):
             return None
-    return Summary(bounds.limit, len(pcs), deltas, start, pcs, trace, position_deltas)
+    return Summary(bounds.limit, deltas, start, trace, position_deltas)
 
 
 def _replay(insn: Insn, pc: int, before: list[Reg], after: list[Reg], next_pc: int, dl: dict[int, int],

@@ -125,7 +125,7 @@ class Frame:
 
 
 class State:
-    __slots__ = ("frames", "refs", "pc", "history", "rec", "loop_callback", "jmps", "insns_since", "watch")
+    __slots__ = ("frames", "refs", "pc", "history", "rec", "loop_callback", "watch")
 
     def __init__(self, frames: list[Frame], refs: dict[int, int], pc: int, history: tuple | None):
         self.frames = frames
@@ -134,8 +134,6 @@ class State:
         self.history = history  # linked list (pc, note, parent) of the branches taken
         self.rec = None  # the last explored-state record on this path
         self.loop_callback = None
-        self.jmps = 0
-        self.insns_since = 0
         self.watch = None  # loops.Watch: the loop iteration this path is in, not shared by copies
 
     @property
