@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -156,6 +158,73 @@ def test_close_leaves_nothing(obj):
         assert not os.path.exists(f"/proc/{pid}")
     with pytest.raises(PoolError):
         m.run(h, (blob, lengths))
+
+
+_CRASHING_OWNER = r"""
+import os, signal, sys
+import numpy as np
+from bpfmc.worker.model import HardwareModel
+from bpfmc.worker.pool import Machine
+m = Machine(HardwareModel.preset("generic").with_(cores=4), workers=2)
+h = m.load(sys.argv[1])
+frame = bytes(14) + bytes([0x41]) + bytes(49)
+m.run(h, (np.frombuffer(frame * 8, np.uint8), np.full(8, 64)))
+print(m.state_dir, *m.worker_pids(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close, no atexit: as a crash would leave it
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # dead; its parent reaps it
+    except FileNotFoundError:
+        return True
+
+
+def test_owner_killed_leaves_no_workers_and_no_state(obj, tmp_path):
+    """kill -9 of the machine's process: its workers see the end of their pipes and exit, and
+    the state folder (maps, slots) does not stay behind in /dev/shm."""
+    script = tmp_path / "owner.py"
+    script.write_text(_CRASHING_OWNER)
+    out = subprocess.run([sys.executable, str(script), str(obj)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    state, *pids = out.stdout.split()
+    deadline = time.monotonic() + 30
+    while not (all(_gone(int(p)) for p in pids) and not Path(state).exists()):
+        assert time.monotonic() < deadline, (f"after the owner's crash: workers alive "
+                                             f"{[p for p in pids if not _gone(int(p))]}, state {Path(state).exists()}")
+        time.sleep(0.05)
+
+
+def test_orphaned_state_is_swept_by_the_next_machine(tmp_path):
+    """A folder left by a process that died with its workers (both killed at once) goes when
+    the next machine starts; folders of live processes stay."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm on this host")
+    dead = _pid_that_exited()
+    orphan = Path("/dev/shm") / f"bpfmc-pool-{dead}-test"
+    orphan.mkdir()
+    (orphan / "slot-0-1").write_bytes(b"x")
+    alive = Path("/dev/shm") / f"bpfmc-pool-{os.getpid()}-sweeptest"
+    alive.mkdir()
+    try:
+        with Machine(MODEL.with_(cores=1), workers=1):
+            pass
+        assert not orphan.exists()
+        assert alive.exists()
+    finally:
+        for d in (orphan, alive):
+            if d.exists():
+                for f in d.iterdir():
+                    f.unlink()
+                d.rmdir()
+
+
+def _pid_that_exited() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
 
 
 def test_more_cores_than_workers_and_one_core():

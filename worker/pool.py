@@ -128,6 +128,44 @@ def _recv(conn):
     return pickle.loads(conn.recv_bytes())
 
 
+# -- state folders ---------------------------------------------------------------------------
+
+STATE_PREFIX = "bpfmc-pool-"  # then the creating process's pid and a dash
+
+
+def _owner_alive(folder: Path) -> bool:
+    """Whether the process that made a state folder (its pid is in the name) still runs."""
+    try:
+        pid = int(folder.name[len(STATE_PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return True  # not ours to judge
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # A zombie has died: its parent just has not collected it yet.
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc: not ours to judge
+
+
+def _remove_if_orphaned(folder: Path) -> None:
+    if folder.name.startswith(STATE_PREFIX) and not _owner_alive(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_orphaned_state(root: str | None) -> None:
+    """Remove the state folders of machines whose process died before anything could clean up
+    (the process and its workers killed at once, say). A pid reused since is taken as alive:
+    such a folder waits for a later sweep."""
+    if root is None:
+        return
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            if entry.name.startswith(STATE_PREFIX):
+                _remove_if_orphaned(Path(entry.path))
+
+
 # -- per-core batch counters -----------------------------------------------------------------
 
 class _CoreSeq:
@@ -167,7 +205,8 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
             pass  # a container may forbid it; the worker still runs, just unpinned
     from .maps import MapStore
 
-    seq = _CoreSeq(Path(state_dir) / "cores.seq", ncores, create=False).words
+    machine_dir = Path(state_dir)  # (a load names its program's own folder)
+    seq = _CoreSeq(machine_dir / "cores.seq", ncores, create=False).words
     slots = SlotMaps(Path(state_dir))
     scratch = _Scratch(ncores, index, nworkers)
     handles: dict[int, dict[int, Engine]] = {}
@@ -213,6 +252,10 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
         for e in engines.values():
             e.store.close()
     slots.close()
+    # The machine's process may have died without closing it (kill -9, a crash): its state
+    # folder (maps, slots) would stay in /dev/shm for good. Whichever worker leaves last
+    # removes it; files still mapped by another worker stay valid until it exits too.
+    _remove_if_orphaned(machine_dir)
 
 
 class _Scratch:
@@ -616,7 +659,8 @@ class Machine:
         self.clock = "virtual" if deterministic else "host"
         self._ctx = context()
         root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.state_dir = Path(tempfile.mkdtemp(prefix=f"bpfmc-pool-{os.getpid()}-", dir=root))
+        sweep_orphaned_state(root)
+        self.state_dir = Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-", dir=root))
         self._seq = _CoreSeq(self.state_dir / "cores.seq", self.ncores, create=True)
         self._slots = SlotPool(self.state_dir, SLOTS, lend=LENT_SLOTS, lend_bytes=LENT_BYTES)
         self._results = Recycler(keep=SLOTS, max_bytes=LENT_BYTES)  # rows copied out of slots not lent
