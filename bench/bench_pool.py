@@ -193,7 +193,7 @@ def run(quick: bool, fill: bool) -> dict:
         pooled = pool_rate("B2", objs["B2"], cores=1, workers=1, batch=batch, batches=batches, reps=reps)
         overhead = {"engine_events_per_s": 1 / inproc["per_run_s"], "pool_events_per_s": pooled["events_per_s"]}
         overhead["pool_over_engine"] = overhead["pool_events_per_s"] / overhead["engine_events_per_s"]
-        sweep = {c: pool_rate("B4", objs["B4"], cores=c, workers=2, batch=batch, batches=batches, reps=1)
+        sweep = {c: pool_rate("B4", objs["B4"], cores=c, workers=2, batch=batch, batches=batches, reps=reps)
                  for c in (1, 2, 4, 64)}
     memory = scaling["B4"]["two"]["memory"]
     storage = map_storage(1_000_000, fill)
