@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bpfmc.worker.layout import figure_ranges, pack_batch, scatter_rows, select_events
+from bpfmc.worker import layout
+from bpfmc.worker.layout import pack_batch, scatter_rows, select_events
 
 
 def _batch(rng, n: int):
@@ -90,5 +91,37 @@ def test_scatter_rows(backwards):
     assert not out_cols[:, untouched].any() and not out_meta[untouched].any()
 
 
-def test_figure_ranges():
-    assert figure_ranges(np.array([5, 3, 9, 3]), np.array([7, 7, 7, 7]), np.array([0, 2, 0, 1])) == (3, 9, 7, 7, 2)
+def test_core_runs_cut_the_batch_where_the_core_changes():
+    offsets = np.array([0, 5, 9, 30, 31, 40, 41], np.int64)
+    cores = np.array([2, 2, 0, 1, 1, 2], np.int32)
+    seg = np.full((3, 6), -1, np.int64)
+    row_of = np.array([1, 2, 0], np.int64)
+    assert layout.core_runs(offsets, cores, row_of, seg) == (4, 21)
+    assert seg[:, :4].tolist() == [[0, 1, 2, 0], [0, 2, 3, 5], [2, 3, 5, 6]]
+    assert layout.core_runs(offsets[:1], cores[:0], row_of, seg) == (0, 0)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_core_segments_one_per_core_with_events(in_place):
+    first = np.array([5, -1, 0, 2], np.int64)
+    starts = np.array([0, 1, 1, 3, 6], np.int64)  # counts 1, 0, 2, 3
+    seg = np.full((3, 4), -1, np.int64)
+    row_of = np.array([0, -1, 1, 2], np.int64)
+    assert layout.core_segments(first, starts, in_place, row_of, seg) == 3
+    want_first = [5, 0, 2] if in_place else [0, 1, 3]
+    assert seg[:, :3].tolist() == [[0, 1, 2], want_first, [a + n for a, n in zip(want_first, (1, 2, 3), strict=True)]]
+
+
+def test_figures_of_segments():
+    insns, cycles = np.array([5, 3, 9, 3, 1, 7]), np.array([7, 7, 7, 8, 2, 2])
+    seg = np.array([[0, 1], [3, 0], [4, 3]], np.int64)  # events 3, then 0-2; 4 and 5 not mine
+    assert layout.figure_ranges(insns, cycles, seg, 2) == (3, 9, 7, 8)
+    assert layout.figure_ranges(insns, cycles, seg, 0) == (0, 0, 0, 0)
+    one_each = np.array([[0, 1, 0, 1], [1, 2, 3, 4], [2, 3, 4, 6]], np.int64)  # taken as one span 1-6
+    assert layout.figure_ranges(insns, cycles, one_each, 4) == (1, 9, 2, 8)
+    counts = np.full(7, -1, np.int64)
+    layout.count_values(insns, seg, 2, 3, counts)
+    assert counts.tolist() == [2, 0, 1, 0, 0, 0, 1]
+    out = np.zeros(4, np.int64)
+    layout.gather_values(cycles, seg, 2, out)
+    assert out.tolist() == [8, 7, 7, 7]

@@ -345,10 +345,11 @@ char LICENSE[] SEC("license") = "GPL";
 """
 
 
-def _det_run(obj, workers: int, batches, *, seed=11, recorder_path=None, replay=None):
+def _det_run(obj, workers: int, batches, *, seed=11, recorder_path=None, replay=None, model=MODEL, steering="rss",
+             stats=False):
     from bpfmc.worker.replay import Recorder, Recording
 
-    with Machine(MODEL, workers=workers, seed=seed, deterministic=True) as m:
+    with Machine(model, workers=workers, seed=seed, deterministic=True) as m:
         h = m.load(obj)
         outs = []
         if replay is not None:
@@ -357,10 +358,16 @@ def _det_run(obj, workers: int, batches, *, seed=11, recorder_path=None, replay=
         else:
             rec = Recorder(recorder_path, {"seed": seed}) if recorder_path else None
             for blob, lengths in batches:
-                outs.append(m.run(h, (blob, lengths), steering="rss", recorder=rec))
+                how = steering(len(lengths)) if callable(steering) else steering
+                outs.append(m.run(h, (blob, lengths), steering=how, recorder=rec))
             if rec:
                 rec.close()
         runs = [r.runs() for r in outs]
+        if stats:
+            st = m.stats()
+            per_core = [{k: c[k] for k in ("core", "events", "insns", "cycles")} for c in st["per_core"]]
+            prog = {k: v for k, v in st["programs"][h].items() if k not in ("host_events_per_s",)}
+            return runs, m.map_read(h, "seen", "raw"), per_core, prog
         return runs, m.map_read(h, "seen", "raw")
 
 
@@ -379,6 +386,28 @@ def test_deterministic_runs_are_identical_across_worker_counts_and_replay(bpf_cc
     # Another seed changes what the program saw: the comparison above is not vacuous.
     other, map4 = _det_run(obj, 2, batches, seed=12)
     assert map4 != map1
+
+
+@pytest.mark.parametrize("steering", ["rr", "rss", "sorted"])
+def test_sixty_four_cores_give_the_same_on_one_and_two_workers(bpf_cc, steering):
+    """One engine call per worker runs all its cores: per-event results, per-CPU rows and the
+    per-core and program figures do not depend on how the cores are spread over workers (nor on
+    whether a worker runs them in the batch's order, grouped, or in place)."""
+    obj = bpf_cc(DET_PROG)
+    batches = [frames(700, seed=s)[:2] for s in (1, 2)]
+    how = (lambda n: np.sort(np.arange(n) % 64)) if steering == "sorted" else steering
+    one = _det_run(obj, 1, batches, model=MODEL.with_(cores=64), steering=how, stats=True)
+    two = _det_run(obj, 2, batches, model=MODEL.with_(cores=64), steering=how, stats=True)
+    assert one == two
+    runs, _, per_core, prog = one
+    assert len({r["core"] for b in runs for r in b}) == 64 if steering != "rss" else len(per_core) == 64
+    assert sum(c["events"] for c in per_core) == prog["events"] == 1400
+    assert sum(c["insns"] for c in per_core) == sum(r["insns"] for b in runs for r in b) == prog["insns"]["total"]
+    for what in ("events", "insns", "cycles"):  # each core's own, from its counters
+        want = np.zeros(64, np.int64)
+        for b in runs:
+            np.add.at(want, [r["core"] for r in b], [1 if what == "events" else r[what] for r in b])
+        assert [c[what] for c in per_core] == want.tolist()
 
 
 def test_per_event_outputs_and_stats(machine, bpf_cc):

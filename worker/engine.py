@@ -38,6 +38,7 @@ from .decode import REG_SLOTS, DecodedProgram, decode_program
 from .helpers import (
     CORE_CLOCK_HZ,
     CORE_CYCLES,
+    CORE_ID,
     CORE_TIME_BASE_NS,
     HELPER_BAD_MAP,
     HELPER_BAD_POINTER,
@@ -55,7 +56,7 @@ from .helpers import (
     LS_LOST,
     map_handle_region,
     map_value_region,
-    new_core_state,
+    new_core_table,
 )
 from .image import Image, LinkError, MapSetup, link
 from .maps import MAP_TYPE_NAMES, Map, MapDef, MapStore, merge_values
@@ -206,20 +207,25 @@ class BatchResult:
 
 
 class Engine:
-    """Programs loaded on one emulated core of a hardware model.
+    """Programs loaded on one emulated core of a hardware model, or on several.
 
     ``Engine(program)`` runs a single program; ``Engine.from_object(path)`` loads every program
-    and map of a clang-built object and runs the one chosen with ``program=``.
+    and map of a clang-built object and runs the one chosen with ``program=``. ``cores=``
+    (instead of ``core_id``/``cpu``) hosts several emulated cores: each has its own state (id,
+    clock, random stream, counters: one row of a core table), everything else is scratch that
+    their events share, one after another; ``run_in_place`` and ``run_batch(cores=)`` say which
+    core runs which events.
     """
 
     def __init__(self, program: Program, model: HardwareModel | str = "generic", *, core_id: int = 0,
-                 seed: int = 0, store: MapStore | None = None):
-        self._setup(HardwareModel.load(model), [program], [], None, core_id, seed, store)
+                 seed: int = 0, store: MapStore | None = None, cores: Sequence[int] | None = None):
+        self._setup(HardwareModel.load(model), [program], [], None, core_id if cores is None else cores, seed, store)
 
     @classmethod
     def from_object(cls, source: str | Path | bytes | object, program: str | None = None,
                     model: HardwareModel | str = "generic", *, prog_type: str | None = None, cpu: int = 0,
-                    seed: int = 0, btf: str | Path | None = None, store: MapStore | None = None) -> Engine:
+                    seed: int = 0, btf: str | Path | None = None, store: MapStore | None = None,
+                    cores: Sequence[int] | None = None) -> Engine:
         """Load an ELF object (a path, its bytes, or an ``ebpf.elf.ObjectFile``)."""
         from bpfmc.ebpf import elf
 
@@ -232,14 +238,19 @@ class Engine:
                                 else p.prog_type, meta=p.meta) for p in programs]
         setups = [_setup_from_spec(s, HardwareModel.load(model).cores) for s in obj.maps]
         self = cls.__new__(cls)
-        self._setup(HardwareModel.load(model), programs, setups, program, cpu, seed, store)
+        self._setup(HardwareModel.load(model), programs, setups, program, cpu if cores is None else cores, seed,
+                    store)
         return self
 
     def _setup(self, model: HardwareModel, programs: list[Program], setups: list[MapSetup], choice: str | None,
-               core_id: int, seed: int, store: MapStore | None) -> None:
+               core_ids: int | Sequence[int], seed: int, store: MapStore | None) -> None:
         self.model = m = model
-        if not 0 <= core_id < m.cores:
-            raise ValueError(f"core {core_id} does not exist: model {m.name!r} has {m.cores} cores")
+        self.core_ids = (core_ids,) if isinstance(core_ids, int | np.integer) else tuple(int(c) for c in core_ids)
+        if not self.core_ids or len(set(self.core_ids)) != len(self.core_ids):
+            raise ValueError(f"an engine hosts one or more distinct cores, not {list(self.core_ids)}")
+        for core_id in self.core_ids:
+            if not 0 <= core_id < m.cores:
+                raise ValueError(f"core {core_id} does not exist: model {m.name!r} has {m.cores} cores")
         total = sum(p.num_slots for p in programs)
         if total > m.max_insns:
             raise ValueError(f"programs have {total} instructions; model {m.name!r} allows at most {m.max_insns}")
@@ -273,7 +284,9 @@ class Engine:
         self._stack_zero = m.stack_size if uses_stack else 0
         self._regs = np.zeros(REG_SLOTS, np.uint64)
         self._frames = np.zeros((m.call_depth, interp.FRAME_COLS), np.uint64)
-        self._core = new_core_state(core_id, m.clock_hz, seed, len(self.image.maps))
+        # One row per hosted core (id, clocks, random state, counters); run_events switches rows.
+        self.cores = new_core_table(self.core_ids, m.clock_hz, seed, len(self.image.maps))
+        self._one_segment = np.zeros((3, 1), np.int64)  # row 0, from event 0 to [2, 0]: run_batch
         # "virtual": ktime is the core's own cycles at the model's clock, so runs reproduce;
         # "host": the host's monotonic clock at the start of each batch, advanced by the
         # cycles run within it (what a live service shows).
@@ -309,11 +322,11 @@ class Engine:
     def _bind(self) -> None:
         # Everything run_events takes before the batch's own arrays, built once: it took ~5-10 us
         # (the decoded columns are combined, scalars boxed), more than the call itself, and a
-        # pool worker makes one call per core per batch.
+        # pool worker makes one call per batch.
         d, m = self.decoded, self.model
         self._call_args = (
             *d.columns(), np.int64(d.taken_extra), np.uint64(self.entry.pc), self.context.kind,
-            self.regions.table, self._maps_table, self._regs, self._frames, self._core, self._stack,
+            self.regions.table, self._maps_table, self._regs, self._frames, self.cores, self._stack,
             self._inbuf, self._pktbuf, self._ctxbuf, self._ctx_ptr, self._ctx_wmask, self.context.size,
             self._pkt, self._log, self._logidx, self._logstate, self._scratch, self._entries,
             np.int64(m.insn_budget), np.int64(m.stack_size), np.int64(self._stack_zero), np.int64(m.call_depth))
@@ -357,14 +370,19 @@ class Engine:
                                                                        strict=True)}
 
     # -- running ------------------------------------------------------------------------------
-    def run_batch(self, inputs: Sequence[bytes] | tuple[bytes, Iterable[int]], repeat: int = 1) -> BatchResult:
+    def run_batch(self, inputs: Sequence[bytes] | tuple[bytes, Iterable[int]], repeat: int = 1,
+                  cores: Sequence[int] | np.ndarray | None = None) -> BatchResult:
         """Run each input (``repeat`` times in a row) in order on this core; maps persist.
-        Inputs are byte strings, or one blob plus a sequence of lengths."""
+        Inputs are byte strings, or one blob plus a sequence of lengths. ``cores``: the core
+        (one this engine hosts) that runs each input, in order; default: the first core."""
         blob, lengths = _pack(inputs)
         if self.clock == "host":
             self._follow_host_clock()
         if repeat < 1:
             raise ValueError("repeat must be at least 1")
+        segments = self._one_segment
+        if cores is not None:
+            segments = self._segments(np.repeat(np.asarray(cores, np.int64), repeat), len(lengths))
         if repeat > 1 and len(lengths):
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
             pieces = [blob[s:s + n] for s, n in zip(starts, lengths, strict=True)]
@@ -383,40 +401,64 @@ class Engine:
         np.cumsum(lengths, out=offsets[1:])
         res = BatchResult(r0=r0, insns=insns, cycles=cycles, status=status, pc=pc, aux=aux, meta=meta,
                           out_data=out_data, out_ctx=out_ctx, blob=blob, offsets=offsets, engine=self)
-        res.out_data, _, res.lost_records = self._execute(blob, offsets[:-1], offsets[1:],
+        if cores is None:
+            segments[2, 0] = n
+        res.out_data, _, res.lost_records = self._execute(blob, offsets[:-1], offsets[1:], segments, n,
                                                           (r0, insns, cycles, status, pc, aux), meta, out_ctx,
                                                           out_data, res.logs)
         return res
 
+    def _segments(self, cores: np.ndarray, n: int) -> np.ndarray:
+        """Segments (rows: core row, first event, end) for events run in order on ``cores``."""
+        if len(cores) != n:
+            raise ValueError(f"{len(cores)} cores given for {n} events")
+        row_of = np.full(self.ncpu, -1, np.int64)
+        row_of[list(self.core_ids)] = np.arange(len(self.core_ids))
+        if n and (cores.min() < 0 or cores.max() >= self.ncpu or (row_of[cores] < 0).any()):
+            raise ValueError(f"events for cores this engine does not host (it hosts {list(self.core_ids)})")
+        rows = row_of[cores]
+        firsts = np.concatenate(([0], np.flatnonzero(np.diff(rows)) + 1)) if n else np.zeros(0, np.int64)
+        return np.stack([rows[firsts], firsts, np.append(firsts[1:], n)]).astype(np.int64)
+
     def run_in_place(self, blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, columns: tuple, meta: np.ndarray,
-                     out_ctx: np.ndarray, longest: int) -> tuple[np.ndarray, dict, int]:
+                     out_ctx: np.ndarray, longest: int, segments: np.ndarray | None = None,
+                     events: int | None = None) -> tuple[np.ndarray, dict, int]:
         """Run the events ``blob[starts[i]:ends[i]]`` with their results written into the
         caller's arrays (a pool slot): ``columns`` are r0 (uint64), insns, cycles, status, pc,
         aux (uint64), each of one element per event, as ``meta`` and ``out_ctx`` have one row per
         event; none is allocated here. ``longest`` is an upper bound of the events' sizes;
-        checking frame sizes is the caller's. Returns the changed packets' arena (``meta``'s
-        ``OM_DATA_OFF`` points into it; valid until the next call), the logs by event index, and
-        the number of records lost."""
+        checking frame sizes is the caller's. ``segments`` (int64, rows: core row, first event,
+        end event) says which events run, in which order and on which hosted core (row ``r``
+        of it is ``core_ids[r]``); ``events`` is their number. Default: every event, on the
+        first core. Returns the changed packets' arena (``meta``'s ``OM_DATA_OFF`` points into
+        it; valid until the next call), the logs by event index, and the number of records
+        lost."""
         if self.clock == "host":
             self._follow_host_clock()
         self._ensure_capacity(longest)
-        need = min(len(blob), len(starts) * longest) + 4096  # bounds the events' bytes
+        if segments is None:
+            segments, events = self._one_segment, len(starts)
+            segments[2, 0] = events
+        need = min(len(blob), events * longest) + 4096  # bounds the events' bytes
         if len(self._arena) < need:
             self._arena = np.empty(need + need // 2, np.uint8)
         logs: dict = {}
-        self._arena, used, lost = self._execute(blob, starts, ends, columns, meta, out_ctx, self._arena, logs)
+        self._arena, used, lost = self._execute(blob, starts, ends, segments, events, columns, meta, out_ctx,
+                                                self._arena, logs)
         return self._arena[:used], logs, lost
 
-    def _execute(self, blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, columns: tuple, meta: np.ndarray,
-                 out_ctx: np.ndarray, out_data: np.ndarray, logs: dict) -> tuple[np.ndarray, int, int]:
-        """The compiled event loop over a whole batch. Returns the arena of changed packets (a
-        bigger one if it filled up), the bytes of it used and the records lost."""
-        n = len(starts)
+    def _execute(self, blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, segments: np.ndarray, n: int,
+                 columns: tuple, meta: np.ndarray, out_ctx: np.ndarray, out_data: np.ndarray,
+                 logs: dict) -> tuple[np.ndarray, int, int]:
+        """The compiled event loop over a whole batch (``n`` events in ``segments``). Returns the
+        arena of changed packets (a bigger one if it filled up), the bytes of it used and the
+        records lost."""
         done, used, lost = 0, 0, 0
         self._logstate[:] = 0
+        seg_row, seg_first, seg_end = segments
         while True:  # at least once: an empty batch loads the compiled engine (warm_up)
-            ran, used = interp.run_events(*self._call_args, blob, starts, ends, done, used, *columns, meta, out_data,
-                                          out_ctx)
+            ran, used = interp.run_events(*self._call_args, blob, starts, ends, seg_row, seg_first, seg_end, done,
+                                          used, *columns, meta, out_data, out_ctx)
             done += ran
             if done < n:  # the arena for changed packets filled up: continue in a bigger one
                 bigger = np.zeros(2 * len(out_data) + 4096, np.uint8)
@@ -447,10 +489,19 @@ class Engine:
         self.run_batch([])
 
     def _follow_host_clock(self) -> None:
-        core = self._core
-        cycles, hz = int(core[CORE_CYCLES]), int(core[CORE_CLOCK_HZ])
-        ran_ns = cycles // hz * 1_000_000_000 + cycles % hz * 1_000_000_000 // hz
-        core[CORE_TIME_BASE_NS] = max(time.monotonic_ns() - ran_ns, 0)
+        """Every hosted core's clock to the host's, at the start of a batch: its time base is now
+        less the time its cycles so far took (whole arrays: one batch runs every hosted core)."""
+        t = self.cores
+        cycles, hz = t[:, CORE_CYCLES], t[:, CORE_CLOCK_HZ]
+        billion = np.uint64(1_000_000_000)
+        ran_ns = cycles // hz * billion + cycles % hz * billion // hz
+        now = np.uint64(time.monotonic_ns())
+        t[:, CORE_TIME_BASE_NS] = np.where(ran_ns < now, now - ran_ns, np.uint64(0))
+
+    @property
+    def core_id(self) -> int:
+        """The first (in a single-core engine: the only) core's id."""
+        return int(self.cores[0, CORE_ID])
 
     def _collect_logs(self, logs: dict) -> int:
         """Moves the compiled loop's log entries into ``logs`` (event index -> entries); returns

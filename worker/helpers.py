@@ -65,7 +65,12 @@ CORE_PID_TGID = 4
 CORE_UID_GID = 5
 CORE_NMAPS = 6
 CORE_CYCLES = 7  # cycles this core ran in earlier runs: its virtual clock
-CORE_STATE_SIZE = 8
+# Counters of what the core ran, for statistics (a pool worker reads them before and after a
+# batch: one engine call runs all its cores, so nothing per core is timed or counted in Python).
+CORE_EVENTS = 8
+CORE_INSNS = 9
+CORE_FAULTS = 10
+CORE_STATE_SIZE = 11
 
 # Helper statuses (anything else is a fault that ends the run).
 HELPER_OK = 0
@@ -96,8 +101,18 @@ TC_ACT_REDIRECT = 7
 BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE, BPF_RB_CONS_POS, BPF_RB_PROD_POS = 0, 1, 2, 3
 
 
-def new_core_state(core_id: int, clock_hz: int, seed: int, nmaps: int = 0) -> np.ndarray:
-    core = np.zeros(CORE_STATE_SIZE, np.uint64)
+def new_core_table(core_ids, clock_hz: int, seed: int, nmaps: int = 0) -> np.ndarray:
+    """The state of the emulated cores an engine hosts, one row per core (``CORE_*`` columns),
+    in the order of ``core_ids``; rows are what the interpreter switches between."""
+    table = np.zeros((len(core_ids), CORE_STATE_SIZE), np.uint64)
+    for row, c in enumerate(core_ids):
+        new_core_state(c, clock_hz, seed, nmaps, out=table[row])
+    return table
+
+
+def new_core_state(core_id: int, clock_hz: int, seed: int, nmaps: int = 0, out: np.ndarray | None = None
+                   ) -> np.ndarray:
+    core = np.zeros(CORE_STATE_SIZE, np.uint64) if out is None else out
     core[CORE_ID] = core_id
     core[CORE_CLOCK_HZ] = clock_hz
     # Distinct, reproducible streams per core from one seed (splitmix64 of seed and core id).

@@ -172,7 +172,10 @@ from .decode import (  # internal opcodes
 )
 from .helpers import (
     CORE_CYCLES,
+    CORE_EVENTS,
+    CORE_FAULTS,
     CORE_ID,
+    CORE_INSNS,
     HELPER_OK,
     HELPER_UNKNOWN,
     LS_RUN,
@@ -531,15 +534,24 @@ def _tail_call_target(regs, maps, core, entries, tail_calls):
 # minutes.)
 @njit(cache=True, error_model="numpy", _nrt=False)
 def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, event_writes, taken_extra, entry_pc, kind,
-               regions, maps, regs, frames, core, stack, inbuf, pktbuf, ctxbuf, ctx_ptr, ctx_wmask, ctx_size,
+               regions, maps, regs, frames, cores, stack, inbuf, pktbuf, ctxbuf, ctx_ptr, ctx_wmask, ctx_size,
                pkt, log, logidx, logstate, scratch, entries, budget, stack_size, stack_zero, max_depth,
-               blob, starts, ends, first_run, used, out_r0, out_insns, out_cycles, out_status, out_pc, out_aux,
-               out_meta, out_data, out_ctx):
-    """Run events ``first_run ..`` of a batch: event ``e`` is ``blob[starts[e]:ends[e]]``,
-    presented as the program type expects (``batch.begin_event``), run from ``entry_pc`` until
-    the outermost exit or a fault, and collected (``batch.end_event``). Returns (events run,
-    bytes of ``out_data`` used); it stops early only when ``out_data`` might not hold the next
-    packet, and the caller continues with a bigger one.
+               blob, starts, ends, seg_row, seg_first, seg_end, done, used, out_r0, out_insns, out_cycles, out_status,
+               out_pc, out_aux, out_meta, out_data, out_ctx):
+    """Run the events of a batch's segments: segment ``s`` is events ``seg_first[s]`` to
+    ``seg_end[s]`` (excluded), run on the emulated core whose state is row ``seg_row[s]`` of
+    ``cores`` (one row per core the engine hosts: ``helpers.new_core_table``). The first
+    ``done`` events of the segments, in segment order, ran in an earlier call and are skipped.
+    Event ``e`` is ``blob[starts[e]:ends[e]]``, presented as the program type expects
+    (``batch.begin_event``), run from ``entry_pc`` until the outermost exit or a fault, and
+    collected (``batch.end_event``) into row ``e`` of the outputs; the core's counters
+    (``CORE_CYCLES``, ``CORE_EVENTS``, ``CORE_INSNS``, ``CORE_FAULTS``) run on. Returns
+    (events run, bytes of ``out_data`` used); it stops early only when ``out_data`` might not
+    hold the next packet, and the caller continues with a bigger one.
+
+    Everything but the core's row (registers, stack, buffers, regions) is scratch of one
+    event, so the cores of one engine share it: switching cores is switching rows, at each
+    segment's start, and a segment may be a single event.
 
     The event loop lives here, around the interpreter loop, because a call per event into a
     function with this many arguments cost more than a short program takes to run. Events are
@@ -551,7 +563,6 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, eve
     return pc and r10 of the caller at depth d.
     """
     blob_h = np.uint64(blob.ctypes.data)
-    n_events = starts.shape[0]
     head = headroom_of(kind)
     st = np.uint64(pkt.ctypes.data)
     pkt[PKT_B_KIND] = kind
@@ -567,10 +578,29 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, eve
     pkt[PKT_B_META] = np.int64(out_meta.ctypes.data)
     pkt[PKT_B_META_STRIDE] = out_meta.strides[0]  # rows are contiguous: the engine allocates them
     pkt[PKT_B_EVENT_WRITES] = event_writes
-    for e in range(first_run, n_events):
+    # `segment`, not `s`: the handlers below have locals of their own (one is `s`), and a
+    # Numba function has one scope.
+    nseg = seg_row.shape[0]
+    segment = 0
+    while segment < nseg and seg_end[segment] - seg_first[segment] <= done:  # what an earlier call ran
+        done -= seg_end[segment] - seg_first[segment]
+        segment += 1
+    core = cores[seg_row[segment] if segment < nseg else 0]
+    e = seg_first[segment] + done if segment < nseg else 0
+    stop = seg_end[segment] if segment < nseg else 0
+    ran = 0
+    while True:
+        if e >= stop:  # the next segment, and its core
+            segment += 1
+            if segment >= nseg:
+                break
+            core = cores[seg_row[segment]]
+            e = seg_first[segment]
+            stop = seg_end[segment]
+            continue
         length = ends[e] - starts[e]
-        if used + length + 1024 > out_data.shape[0] and e > first_run:
-            return e - first_run, used
+        if used + length + 1024 > out_data.shape[0] and ran > 0:
+            return ran, used
         src = blob_h + np.uint64(starts[e])
         begin_event(st, src, length)
         for i in range(REG_SLOTS):  # a constant count: a few vector stores instead of a memset call
@@ -1409,6 +1439,9 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, eve
             ni -= crun_len[pc] - 1
             nc -= crun_cyc[pc] - ccyc[pc]
         core[CORE_CYCLES] += np.uint64(nc)  # the core's virtual clock runs on
+        core[CORE_INSNS] += np.uint64(ni)
+        core[CORE_EVENTS] += U1
+        core[CORE_FAULTS] += np.uint64(status != OK)
         out_r0[e] = regs[0]
         out_insns[e] = ni
         out_cycles[e] = nc
@@ -1418,6 +1451,8 @@ def run_events(cword, cop, csrc, coff, cimm, ctgt, crun_len, crun_cyc, ccyc, eve
         used = end_event(st, src, length, used, e)
         for b in range(out_ctx.shape[1]):
             out_ctx[e, b] = ctxbuf[b]
+        ran += 1
+        e += 1
     regions[REGION_INPUT, COL_RLEN] = U0
     regions[REGION_INPUT, COL_WLEN] = U0
-    return n_events - first_run, used
+    return ran, used

@@ -6,7 +6,9 @@ be done in parallel is left to the workers. A worker gathers the bounds of its c
 grouped by core (``select_events``), so that its engine runs each core's events with one call,
 reading them where they lie in the slot, and writes their result rows into private columns; it
 then puts the rows into the slot at the events' own indexes (``scatter_rows``), where the parent
-finds them in event order.
+finds them in event order. The engine runs all of a worker's cores in one call, switching cores
+at each segment (``core_segments``); a worker hosting every core runs the batch in its own order
+with no gathering at all (``core_runs``).
 """
 
 from __future__ import annotations
@@ -139,14 +141,90 @@ def scatter_rows(positions: np.ndarray, in_order: np.ndarray, backwards: bool, c
 
 
 @njit(cache=True, error_model="numpy")
-def figure_ranges(insns: np.ndarray, cycles: np.ndarray, status: np.ndarray) -> tuple[int, int, int, int, int]:
-    """A core's share of a batch in one pass, for its statistics: the smallest and largest
-    instruction and cycle counts, and the events that faulted."""
-    ilo = ihi = insns[0]
-    clo = chi = cycles[0]
-    faults = 0
-    for i in range(insns.shape[0]):
-        ilo, ihi = min(ilo, insns[i]), max(ihi, insns[i])
-        clo, chi = min(clo, cycles[i]), max(chi, cycles[i])
-        faults += status[i] != 0
-    return ilo, ihi, clo, chi, faults
+def core_runs(offsets: np.ndarray, cores: np.ndarray, row_of: np.ndarray, seg: np.ndarray) -> tuple[int, int]:
+    """For a worker hosting every core: its engine runs the events in the batch's own order,
+    in place, a segment for each run of consecutive events of one core (round-robin: a segment
+    per event). Fills ``seg`` (rows: the core's row in the engine, first event, end) and
+    returns the segments' number and the longest event."""
+    n = cores.shape[0]
+    nseg = 0
+    longest = 0
+    prev = -1
+    for i in range(n):
+        longest = max(longest, offsets[i + 1] - offsets[i])
+        c = cores[i]
+        if c != prev:
+            if nseg:
+                seg[2, nseg - 1] = i
+            seg[0, nseg] = row_of[c]
+            seg[1, nseg] = i
+            nseg += 1
+            prev = c
+    if nseg:
+        seg[2, nseg - 1] = n
+    return nseg, longest
+
+
+@njit(cache=True, error_model="numpy")
+def core_segments(first: np.ndarray, starts: np.ndarray, in_place: bool, row_of: np.ndarray, seg: np.ndarray) -> int:
+    """The segments of ``select_events``' grouping, one per hosted core with events: its row in
+    the engine, then where its events are (in the batch if ``in_place``, else among the
+    grouped positions). Returns their number."""
+    nseg = 0
+    for c in range(row_of.shape[0]):
+        count = starts[c + 1] - starts[c]
+        if count == 0:
+            continue
+        at = first[c] if in_place else starts[c]
+        seg[0, nseg] = row_of[c]
+        seg[1, nseg] = at
+        seg[2, nseg] = at + count
+        nseg += 1
+    return nseg
+
+
+@njit(cache=True, error_model="numpy")
+def figure_ranges(insns: np.ndarray, cycles: np.ndarray, seg: np.ndarray, nseg: int) -> tuple[int, int, int, int]:
+    """The smallest and largest instruction and cycle counts of the segments' events, for a
+    worker's statistics, in one pass (``(0, 0, 0, 0)`` for none)."""
+    s = 0
+    while s < nseg and seg[1, s] == seg[2, s]:
+        s += 1
+    if s == nseg:
+        return 0, 0, 0, 0
+    ilo = ihi = insns[seg[1, s]]
+    clo = chi = cycles[seg[1, s]]
+    while s < nseg:
+        # Segments that follow each other (a worker hosting every core has one per event) are
+        # taken as one span, and a span as views from 0: indexes that cannot be negative need
+        # no wrap-around test, and the loop vectorises (3.5x faster than over the columns).
+        first, end = seg[1, s], seg[2, s]
+        s += 1
+        while s < nseg and seg[1, s] == end:
+            end = seg[2, s]
+            s += 1
+        ins, cyc = insns[first:end], cycles[first:end]
+        for i in range(ins.shape[0]):
+            ilo, ihi = min(ilo, ins[i]), max(ihi, ins[i])
+            clo, chi = min(clo, cyc[i]), max(chi, cyc[i])
+    return ilo, ihi, clo, chi
+
+
+@njit(cache=True, error_model="numpy")
+def count_values(values: np.ndarray, seg: np.ndarray, nseg: int, lo: int, counts: np.ndarray) -> None:
+    """``counts[v - lo]``: how many of the segments' events have value ``v`` (``counts`` spans
+    the values' range)."""
+    counts[:] = 0
+    for s in range(nseg):
+        for i in range(seg[1, s], seg[2, s]):
+            counts[values[i] - lo] += 1
+
+
+@njit(cache=True, error_model="numpy")
+def gather_values(values: np.ndarray, seg: np.ndarray, nseg: int, out: np.ndarray) -> None:
+    """The segments' events' values, one after another, into ``out``."""
+    j = 0
+    for s in range(nseg):
+        for i in range(seg[1, s], seg[2, s]):
+            out[j] = values[i]
+            j += 1

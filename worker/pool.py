@@ -4,16 +4,17 @@ A :class:`Machine` has ``model.cores`` emulated cores (any number from 1) and ``
 processes; core ``c`` lives on worker ``c % workers`` (DESIGN: emulated cores are not host
 cores). The parent links each loaded object once, which creates its map files in a state
 folder under ``/dev/shm`` that the machine owns; every worker then builds one :class:`Engine`
-per core it hosts, attached to those same files (``MapStore(attach=True)``), so every core and
-the parent see one set of maps. Shared values are updated with real atomics by the compiled
-engine; per-CPU values have one row per emulated core and each engine writes only its own.
+hosting all its cores (a row of core state each), attached to those same files
+(``MapStore(attach=True)``), so every core and the parent see one set of maps. Shared values
+are updated with real atomics by the compiled engine; per-CPU values have one row per emulated
+core and each core writes only its own.
 
 A batch crosses the process boundary through shared memory (:mod:`.mailbox`): the parent
 steers every event to a core and copies the batch once into a slot (offsets, cores, blob), in
 one compiled pass (:mod:`.layout`); each worker hosting one of those cores gets the slot's
-number down its pipe, picks out its cores' events grouped by core, runs each core's run of
-events with one engine call, and writes the result rows into the slot at the events' own
-indexes. The parent does no per-event work on the way back: a result's arrays are the slot's
+number down its pipe, picks out its cores' events grouped by core, runs them all with one
+engine call that switches cores from segment to segment, and writes the result rows into the
+slot at the events' own indexes. The parent does no per-event work on the way back: a result's arrays are the slot's
 rows themselves (the slot is reused once no result refers to it), or a copy when too many
 results are held. Per-event work is thereby left to the workers, which do it in parallel: the
 parent is one process for all of them. Pipes carry only small messages; batches in flight are
@@ -49,7 +50,17 @@ import numpy as np
 from .batch import OM_COLS, OM_DATA_OFF
 from .contexts import KIND_SKB, KIND_SOCKET
 from .engine import ETH_HLEN, BatchResult, Engine, EventError
-from .layout import figure_ranges, pack_batch, scatter_rows, select_events
+from .helpers import CORE_CYCLES, CORE_EVENTS, CORE_FAULTS, CORE_INSNS
+from .layout import (
+    core_runs,
+    core_segments,
+    count_values,
+    figure_ranges,
+    gather_values,
+    pack_batch,
+    scatter_rows,
+    select_events,
+)
 from .mailbox import SharedFile, SlotMaps, SlotPool, SlotViews, slot_shape
 from .model import HardwareModel
 from .recycle import Recycler
@@ -184,11 +195,11 @@ class _CoreSeq:
 
 # -- the worker process ----------------------------------------------------------------------
 
-def _engine(obj, program: str | None, prog_type: str | None, model, core: int, seed: int, store):
-    """One core's engine: ``obj`` is an ELF object's bytes or a single :class:`Program`."""
+def _engine(obj, program: str | None, prog_type: str | None, model, cores: list[int], seed: int, store):
+    """An engine hosting ``cores``: ``obj`` is an ELF object's bytes or a single :class:`Program`."""
     if isinstance(obj, bytes):
-        return Engine.from_object(obj, program, model, prog_type=prog_type, cpu=core, seed=seed, store=store)
-    return Engine(obj, model, core_id=core, seed=seed, store=store)
+        return Engine.from_object(obj, program, model, prog_type=prog_type, cores=cores, seed=seed, store=store)
+    return Engine(obj, model, cores=cores, seed=seed, store=store)
 
 
 def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: str, ncores: int) -> None:
@@ -209,7 +220,7 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
     seq = _CoreSeq(machine_dir / "cores.seq", ncores, create=False).words
     slots = SlotMaps(Path(state_dir))
     scratch = _Scratch(ncores, index, nworkers)
-    handles: dict[int, dict[int, Engine]] = {}
+    handles: dict[int, Engine] = {}
     while True:
         try:
             msg = _recv(conn)
@@ -222,14 +233,16 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
             if kind == "load":
                 _, h, obj, program, prog_type, model, cores, seed, state_dir, clock = msg
                 ncpu = HardwareModel.load(model).cores
-                # One attached store per core: a store hands out map ids in creation order, and
-                # every engine must see the ids (and files) the parent's link gave the maps.
-                engines = {c: _engine(obj, program, prog_type, model, c, seed,
-                                      MapStore(state_dir, ncpu=ncpu, attach=True)) for c in cores}
-                for e in engines.values():
-                    e.clock = clock
-                    e.warm_up()  # so the first batch's busy time is the program's, not the loader's
-                handles[h] = engines
+                # One engine hosting every core of this worker (a row of core state each), over
+                # one attached store: it opens the parent's map files in the parent's order, so
+                # the engine sees the ids the parent's link gave the maps.
+                if list(cores) != scratch.hosted:
+                    raise PoolError(f"worker {index} hosts cores {scratch.hosted}, asked to load {list(cores)}")
+                engine = _engine(obj, program, prog_type, model, list(cores), seed,
+                                 MapStore(state_dir, ncpu=ncpu, attach=True))
+                engine.clock = clock
+                engine.warm_up()  # so the first batch's busy time is the program's, not the loader's
+                handles[h] = engine
                 # What is loaded lives as long as the worker: out of the collector's sight, a
                 # full collection no longer walks the compiled engine's objects (it took a
                 # worker 60-70 ms, every ~130 batches, stalling the batch in flight).
@@ -237,8 +250,7 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
                 gc.freeze()
                 _send(conn, ("ok", None))
             elif kind == "unload":
-                for e in handles.pop(msg[1]).values():
-                    e.store.close()
+                handles.pop(msg[1]).store.close()
                 _send(conn, ("ok", None))
             elif kind == "run":
                 _, h, slot, gen, n, nbytes, ctx_bytes = msg
@@ -248,9 +260,8 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
                 _send(conn, ("err", f"unknown request {kind!r}"))
         except Exception as e:  # report and keep serving: one bad request must not kill a core
             _send(conn, ("err", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"))
-    for engines in handles.values():
-        for e in engines.values():
-            e.store.close()
+    for engine in handles.values():
+        engine.store.close()
     slots.close()
     # The machine's process may have died without closing it (kill -9, a crash): its state
     # folder (maps, slots) would stay in /dev/shm for good. Whichever worker leaves last
@@ -260,24 +271,36 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
 
 class _Scratch:
     """A worker's private arrays for the events of its cores grouped by core (their bounds in the
-    slot) and for their result rows; kept from batch to batch (fresh memory would cost a page
-    fault per 4 KiB)."""
+    slot), for their result rows and for the segments its engine runs; kept from batch to batch
+    (fresh memory would cost a page fault per 4 KiB)."""
 
     def __init__(self, ncores: int, index: int, nworkers: int):
-        self.hosted = range(index, ncores, nworkers)
+        self.hosted = list(range(index, ncores, nworkers))
+        self.seq = slice(index, ncores, nworkers)  # the hosted cores' batch counters
+        self.everything = nworkers == 1  # hosts every core: runs batches in their own order
         self.backwards = bool(index & 1)  # see layout.scatter_rows
         self.mine = np.zeros(ncores, np.bool_)
-        self.mine[index::nworkers] = True
+        self.mine[self.hosted] = True
+        self.row_of = np.full(ncores, -1, np.int64)  # core -> its row in the engine's core table
+        self.row_of[self.hosted] = np.arange(len(self.hosted))
         self.first = np.zeros(ncores, np.int64)
         self.starts = np.zeros(ncores + 1, np.int64)
+        self.seg = np.zeros((3, ncores), np.int64)
         self._ints = np.zeros(0, np.int64)
         self._ctx = np.zeros(0, np.uint8)
 
-    def grouped(self, v: SlotViews) -> tuple[int, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple]:
-        """This worker's events of the slot grouped by core: (longest event, whether they are in
-        place in the slot, positions, positions in event order, event starts, event ends,
-        (figure columns, meta rows, ctx rows)); see ``layout.select_events``."""
+    def grouped(self, v: SlotViews) -> tuple:
+        """This worker's events of the slot as its engine runs them: (longest event, whether they
+        are in place in the slot, positions, positions in event order, event starts, event ends,
+        (figure columns, meta rows, ctx rows), segments (in ``self.seg``), events); see
+        ``layout.select_events``, ``layout.core_segments`` and ``layout.core_runs``. In place,
+        the bounds and rows are the slot's own and there are no positions."""
         n = len(v.cores)
+        if self.everything:  # in the batch's order, in place: nothing to gather or scatter
+            if self.seg.shape[1] < n:
+                self.seg = np.zeros((3, n + n // 2), np.int64)
+            nseg, longest = core_runs(v.offsets, v.cores, self.row_of, self.seg)
+            return int(longest), True, None, None, v.offsets[:-1], v.offsets[1:], (v.cols, v.meta, v.ctx), int(nseg), n
         cols, mcols, cbytes = len(v.cols), v.meta.shape[1], v.ctx.shape[1]
         need = (4 + cols + mcols) * n
         if len(self._ints) < need:
@@ -288,62 +311,79 @@ class _Scratch:
         positions, in_order, ev_starts, ev_ends = (ints[k * n:(k + 1) * n] for k in range(4))
         longest, in_place = select_events(v.offsets, v.cores, self.mine, self.first, self.starts, positions, in_order,
                                           ev_starts, ev_ends)
+        nseg = int(core_segments(self.first, self.starts, in_place, self.row_of, self.seg))
         mine = int(self.starts[-1])
+        if in_place:
+            return int(longest), True, None, None, v.offsets[:-1], v.offsets[1:], (v.cols, v.meta, v.ctx), nseg, mine
         at = 4 * n
         rows = (ints[at:at + cols * mine].reshape(cols, mine),
                 ints[at + cols * mine:at + (cols + mcols) * mine].reshape(mine, mcols),
                 self._ctx[:cbytes * mine].reshape(mine, cbytes))
-        return int(longest), bool(in_place), positions[:mine], in_order[:mine], ev_starts, ev_ends, rows
+        return int(longest), False, positions[:mine], in_order[:mine], ev_starts, ev_ends, rows, nseg, mine
 
 
-def _run_slot(engines: dict[int, Engine], v: SlotViews, scratch: _Scratch, seq: np.ndarray) -> dict:
-    """Run this worker's cores' events of a slot and write their result rows into the slot at
-    the events' own indexes. Each core's events run with one engine call, read where they lie in
-    the slot; their rows go straight into the slot when the core's events are one contiguous
-    run of it, else into scratch columns, grouped by core, and from there to their places.
-    Returns what does not fit the rows: per-core figures, logs by event index, and changed
-    packets (one arena, rows rebased onto it)."""
-    longest, in_place, positions, in_order, ev_starts, ev_ends, (cols, meta, ctx) = scratch.grouped(v)
-    if in_place:
-        ev_starts, ev_ends, cols, meta, ctx = v.offsets[:-1], v.offsets[1:], v.cols, v.meta, v.ctx
+_STAT_COLS = [CORE_EVENTS, CORE_INSNS, CORE_CYCLES, CORE_FAULTS]
+# A reply's per-core rows (columns: the worker's cores in order), as the parent's totals.
+_BUSY, _EVENTS, _INSNS_RUN, _CYCLES_RUN = range(4)
+_WIDE = 1 << 16  # value ranges counted in an array of counts; wider ones are sorted
+
+
+def _value_counts(values: np.ndarray, seg: np.ndarray, nseg: int, lo: int, hi: int, events: int) -> dict[int, int]:
+    """value -> how many of the segments' events have it, for a result column whose values run
+    from lo to hi there."""
+    if lo == hi:  # the common case: every event took the same path
+        return {lo: events} if events else {}
+    if hi - lo < _WIDE:
+        counts = np.empty(hi - lo + 1, np.int64)
+        count_values(values, seg, nseg, lo, counts)
+        seen = np.flatnonzero(counts)
+        return dict(zip((seen + lo).tolist(), counts[seen].tolist(), strict=True))
+    picked = np.empty(events, values.dtype)
+    gather_values(values, seg, nseg, picked)
+    vals, n = np.unique(picked, return_counts=True)
+    return dict(zip(vals.tolist(), n.tolist(), strict=True))
+
+
+def _run_slot(engine: Engine, v: SlotViews, scratch: _Scratch, seq: np.ndarray) -> dict:
+    """Run this worker's cores' events of a slot, all with one engine call, and write their
+    result rows into the slot at the events' own indexes. The events are read where they lie in
+    the slot; their rows go straight into the slot when each core's events are one contiguous
+    run of it (or this worker hosts every core and runs the batch in its order), else into
+    scratch columns, grouped by core, and from there to their places. Returns what does not fit
+    the rows: per-core figures, logs by event index, and changed packets."""
+    longest, in_place, positions, in_order, ev_starts, ev_ends, (cols, meta, ctx), nseg, count = scratch.grouped(v)
     figures = [cols[k] for k in range(FIGURES)]
     figures[_R0] = figures[_R0].view(np.uint64)
     figures[_AUX] = figures[_AUX].view(np.uint64)
-    out = {"cores": [], "logs": {}, "lost": 0, "arena": []}
-    arena_used = 0
+    seg = scratch.seg[:, :nseg]
+    table = engine.cores
+    before = table[:, _STAT_COLS]
     one = np.uint64(1)
-    starts, first = scratch.starts.tolist(), scratch.first.tolist()
-    for c in scratch.hosted:
-        count = starts[c + 1] - starts[c]
-        if not count:
-            continue
-        s = first[c] if in_place else starts[c]
-        e = s + count
-        seq[c] += one
-        t0 = time.perf_counter_ns()
-        try:
-            arena, logs, lost = engines[c].run_in_place(v.blob, ev_starts[s:e], ev_ends[s:e],
-                                                        tuple(f[s:e] for f in figures), meta[s:e], ctx[s:e], longest)
-        finally:
-            busy = time.perf_counter_ns() - t0
-            seq[c] += one
-        if len(arena):
-            if arena_used:
-                moved = meta[s:e, OM_DATA_OFF]
-                moved[moved >= 0] += arena_used
-            out["arena"].append(arena)
-            arena_used += len(arena)
-        for run, entries in logs.items():
-            out["logs"][s + run if in_place else int(positions[s + run])] = entries
-        out["lost"] += lost
-        # Per-core figures are counted here, on contiguous columns and in parallel with the other
-        # workers, so the parent only merges small dicts.
-        insns, cycles = figures[_INSNS][s:e], figures[_CYCLES][s:e]
-        ilo, ihi, clo, chi, faults = figure_ranges(insns, cycles, figures[_STATUS][s:e])
-        out["cores"].append((c, busy, count, value_counts(insns, ilo, ihi), value_counts(cycles, clo, chi), faults))
+    hosted = seq[scratch.seq]  # a view: every hosted core is inside this batch while it runs
+    hosted += one
+    t0 = time.perf_counter_ns()
+    try:
+        arena, logs, lost = engine.run_in_place(v.blob, ev_starts, ev_ends, tuple(figures), meta, ctx, longest,
+                                                seg, count)
+    finally:
+        busy = time.perf_counter_ns() - t0
+        hosted += one
+    # Per-core figures from the cores' own counters, which the engine keeps in the same pass.
+    # The call runs every core at once, so its time is shared out in proportion to the cycles
+    # each core ran (the model's cost of its events; by events if no core ran a cycle).
+    events, insns, cycles, faults = (table[:, _STAT_COLS] - before).view(np.int64).T
+    weights = cycles if cycles.any() else events
+    shares = (busy * (weights / max(int(weights.sum()), 1))).astype(np.int64)
+    ilo, ihi, clo, chi = figure_ranges(figures[_INSNS], figures[_CYCLES], scratch.seg, nseg)
+    # As bytes: a pickled array costs the parent ~4 us to load, bytes next to nothing.
+    out = {"cores": np.stack([shares, events, insns, cycles]).tobytes(),
+           "faults": int(faults.sum()),
+           "insns": _value_counts(figures[_INSNS], scratch.seg, nseg, ilo, ihi, count),
+           "cycles": _value_counts(figures[_CYCLES], scratch.seg, nseg, clo, chi, count),
+           "logs": logs if in_place else {int(positions[run]): entries for run, entries in logs.items()},
+           "lost": lost, "arena": arena if len(arena) else None}
     if not in_place and len(positions):
         scatter_rows(positions, in_order, scratch.backwards, cols, meta, ctx, v.cols, v.meta, v.ctx)
-    out["arena"] = np.concatenate(out["arena"]) if out["arena"] else None
     return out
 
 
@@ -443,14 +483,6 @@ class PoolResult(BatchResult):
         out = super().run(i)
         out["core"] = int(self.core[i])
         return out
-
-
-def value_counts(values: np.ndarray, lo: int, hi: int) -> dict[int, int]:
-    """value -> how many times, for a per-event column whose values run from lo to hi."""
-    if lo == hi:  # the common case: every event took the same path
-        return {lo: len(values)}
-    vals, n = np.unique(values, return_counts=True)
-    return dict(zip(vals.tolist(), n.tolist(), strict=True))
 
 
 class _Counts:
@@ -599,7 +631,7 @@ class PoolFuture:
             if isinstance(reply, BaseException):
                 errors.append(reply)
                 continue
-            figures.extend(reply["cores"])
+            figures.append((w, reply["cores"], reply["faults"], reply["insns"], reply["cycles"]))
             if reply["arena"] is not None:
                 if arenas:  # each worker's changed packets follow the ones before them
                     col = rows.meta[:, OM_DATA_OFF]  # a view: rebased in place
@@ -669,11 +701,9 @@ class Machine:
         self._links: list[_Link | None] = [None] * self.nworkers
         self._admin = threading.RLock()  # loads, unloads and worker replacement
         self._stats_lock = threading.Lock()
-        # Per-core totals, as Python ints: a batch adds to a few of them, one at a time.
-        self._events = [0] * self.ncores
-        self._insns = [0] * self.ncores
-        self._cycles = [0] * self.ncores
-        self._busy = [0] * self.ncores
+        # Per-core totals (rows _BUSY, _EVENTS, _INSNS_RUN, _CYCLES_RUN): a worker's reply adds
+        # its cores' figures to their columns in one operation.
+        self._per_core = np.zeros((4, self.ncores), np.int64)
         self.replaced = 0
         self._closed = False
         try:
@@ -787,7 +817,7 @@ class Machine:
             state_dir = self.state_dir / f"prog-{h}"
             store = MapStore(state_dir, ncpu=self.ncores)
             try:
-                engine = _engine(obj, program, prog_type, self.model, 0, self.seed, store)
+                engine = _engine(obj, program, prog_type, self.model, [0], self.seed, store)
             except BaseException:
                 store.close()
                 shutil.rmtree(state_dir, ignore_errors=True)
@@ -907,9 +937,10 @@ class Machine:
         return self.submit(handle, events, steering, recorder=recorder).result()
 
     def _finish(self, handle: int, res: PoolResult | None, figures: list[tuple]) -> None:
-        """Account a batch from its workers' per-core figures (core, busy ns, events, insns and
-        cycles as value -> events, faults); a failed batch (``res`` None) adds only the time
-        and work its cores did."""
+        """Account a batch from its workers' figures: the worker, its cores' figures (int64 rows
+        busy ns, events, instructions, cycles; a column per core it hosts, in order), then its
+        faults and its events' instruction and cycle counts (value -> events); a failed batch
+        (``res`` None) adds only the time and work its cores did."""
         with self._stats_lock:
             ld = self._handles.get(handle)
             st = ld.stats if ld is not None else None
@@ -917,16 +948,16 @@ class Machine:
                 st.in_flight -= 1
                 if st.in_flight == 0:
                     st.wall_ns += time.perf_counter_ns() - st.since
-            for c, busy, events, insns, cycles, faults in figures:
-                self._busy[c] += busy
-                self._insns[c] += sum(v * k for v, k in insns.items())
-                self._cycles[c] += sum(v * k for v, k in cycles.items())
-                if res is not None:
-                    self._events[c] += events
-                    if st is not None:
-                        st.faults += faults
-                        st.insns.merge(insns)
-                        st.cycles.merge(cycles)
+            for w, per_core, faults, insns, cycles in figures:
+                per_core = np.frombuffer(per_core, np.int64).reshape(4, -1)
+                if res is None:  # the time and work count, the events (not all done) do not
+                    per_core = per_core.copy()
+                    per_core[_EVENTS] = 0
+                self._per_core[:, w::self.nworkers] += per_core  # worker w's cores: w, w + W, ...
+                if res is not None and st is not None:
+                    st.faults += faults
+                    st.insns.merge(insns)
+                    st.cycles.merge(cycles)
             if res is not None and st is not None:
                 st.events += len(res)
 
@@ -1009,9 +1040,9 @@ class Machine:
         sustainable event rate on the modelled target next to the rate measured on this host."""
         m = self.model
         with self._stats_lock:
-            per_core = [{"core": c, "worker": c % self.nworkers, "events": self._events[c], "insns": self._insns[c],
-                         "cycles": self._cycles[c], "busy_ms": round(self._busy[c] / 1e6, 3)}
-                        for c in range(self.ncores)]
+            busy, events, insns, cycles = self._per_core.tolist()
+            per_core = [{"core": c, "worker": c % self.nworkers, "events": events[c], "insns": insns[c],
+                         "cycles": cycles[c], "busy_ms": round(busy[c] / 1e6, 3)} for c in range(self.ncores)]
             programs = {}
             for h, ld in self._handles.items():
                 st = ld.stats
