@@ -216,12 +216,14 @@ def log_append(log, logidx, logstate, kind, src, n, extra, map_index):
 
 
 @njit(cache=True)
-def _ring_produced(desc, logstate, n):
+def _ring_produced(desc, core, n):
     """Bytes this run put in a ring buffer (8-byte header + data rounded up to 8 per record);
     adds a record of ``n`` bytes unless ``n`` < 0. Records are consumed after every run, so
-    the count restarts with each run."""
+    the count restarts with each run. A run is named by its core and that core's count of
+    events before it: the event's index in its batch repeats from batch to batch (every
+    single-event call is event 0), which kept the count growing across calls."""
     hdr = np.uint64(desc[mo.D_HEADER])
-    run = np.uint64(logstate[LS_RUN] + 1)
+    run = (np.uint64(core[CORE_ID]) << np.uint64(40)) | (np.uint64(core[CORE_EVENTS]) + np.uint64(1))
     if load_u64(hdr + np.uint64(mo.H_HAND)) != run:
         store_u64(hdr + np.uint64(mo.H_HAND), run)
         store_u64(hdr + np.uint64(mo.H_BUMP), U0)
@@ -504,7 +506,7 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
             return HELPER_BAD_POINTER
         ok = log_append(log, logidx, logstate, LOG_RECORD, src, n, scratch[:0], mi)
         if hid == 130:
-            _ring_produced(maps[mi], logstate, n)
+            _ring_produced(maps[mi], core, n)
         regs[0] = U0 if ok else np.uint64(-28)
     elif hid == 131:  # ringbuf_reserve(map, size, flags): a slot of the ring, consumed at submit
         mi = _map_index(core, r1)
@@ -539,7 +541,7 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
         n = np.int64(load_u32(rec - np.uint64(8)))
         if hid == 132:
             log_append(log, logidx, logstate, LOG_RECORD, rec, n, scratch[:0], mi)
-        _ring_produced(desc, logstate, n)  # discarded records take ring space until consumed too
+        _ring_produced(desc, core, n)  # discarded records take ring space until consumed too
         hdr = np.uint64(desc[mo.D_HEADER])
         left = load_u64(hdr + np.uint64(mo.H_HEAD)) - np.uint64(1)
         store_u64(hdr + np.uint64(mo.H_HEAD), left)
@@ -554,7 +556,7 @@ def call_helper(hid, regs, core, cycles, regions, maps, pkt, log, logidx, logsta
         if r2 == np.uint64(BPF_RB_RING_SIZE):
             regs[0] = np.uint64(desc[mo.D_MAX_ENTRIES])
         elif r2 == np.uint64(BPF_RB_AVAIL_DATA) or r2 == np.uint64(BPF_RB_PROD_POS):
-            regs[0] = _ring_produced(desc, logstate, -1)
+            regs[0] = _ring_produced(desc, core, -1)
         else:
             regs[0] = U0
     elif hid == 26 or hid == 9:  # skb_load_bytes(skb, off, to, len) / skb_store_bytes(skb, off, from, len, flags)
