@@ -261,8 +261,8 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
         engine.store.close()
     slots.close()
     # The machine's process may have died without closing it (kill -9, a crash): its state
-    # folder (maps, slots) would stay in /dev/shm for good. Whichever worker leaves last
-    # removes it; files still mapped by another worker stay valid until it exits too.
+    # folder (maps, slots) would stay in /dev/shm for good. The first worker to leave removes
+    # it; files another worker still maps stay valid until that one exits too.
     _remove_if_orphaned(machine_dir)
 
 
