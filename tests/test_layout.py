@@ -46,9 +46,9 @@ def test_core_runs_cut_the_batch_where_the_core_changes():
     cores = np.array([2, 2, 0, 1, 1, 2], np.int32)
     seg = np.full((3, 6), -1, np.int64)
     row_of = np.array([1, 2, 0], np.int64)
-    assert layout.core_runs(offsets, cores, row_of, seg) == (4, 21)
+    assert layout.core_runs(offsets, cores, row_of, seg) == (4, 6, 21)
     assert seg[:, :4].tolist() == [[0, 1, 2, 0], [0, 2, 3, 5], [2, 3, 5, 6]]
-    assert layout.core_runs(offsets[:1], cores[:0], row_of, seg) == (0, 0)
+    assert layout.core_runs(offsets[:1], cores[:0], row_of, seg) == (0, 0, 0)
 
 
 def test_core_runs_skip_the_other_workers_events():
@@ -56,7 +56,7 @@ def test_core_runs_skip_the_other_workers_events():
     cores = np.array([0, 1, 1, 2, 3, 0, 0], np.int32)  # this worker hosts cores 0 and 2
     row_of = np.array([0, -1, 1, -1], np.int64)
     seg = np.full((3, 7), -1, np.int64)
-    assert layout.core_runs(offsets, cores, row_of, seg) == (3, 9)  # events 0, 3 and 5-6 (the 21-byte one is not its)
+    assert layout.core_runs(offsets, cores, row_of, seg) == (3, 4, 9)  # events 0, 3, 5, 6 (the 21-byte one is not its)
     assert seg[:, :3].tolist() == [[0, 1, 0], [0, 3, 5], [1, 4, 7]]
     assert layout.core_runs(offsets[:3], cores[1:3], row_of, seg)[0] == 0  # none of its cores
 

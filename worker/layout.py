@@ -54,14 +54,16 @@ def pack_batch(blob: np.ndarray, lengths: np.ndarray, cores: np.ndarray, rr_firs
 
 
 @njit(cache=True, error_model="numpy")
-def core_runs(offsets: np.ndarray, cores: np.ndarray, row_of: np.ndarray, seg: np.ndarray) -> tuple[int, int]:
+def core_runs(offsets: np.ndarray, cores: np.ndarray, row_of: np.ndarray, seg: np.ndarray) -> tuple[int, int, int]:
     """A worker's segments of a batch: its engine runs the events of the cores it hosts
     (``row_of[c]`` is core ``c``'s row in the engine, -1 for another worker's core) in the
     batch's own order, in place, a segment for each run of consecutive events of one core
     (round-robin: a segment per event). Fills ``seg`` (rows: the core's row in the engine, first
-    event, end) and returns the segments' number and the longest of those events."""
+    event, end) and returns the segments' number, their events' number and the longest of
+    those events."""
     n = cores.shape[0]
     nseg = 0
+    events = 0
     longest = 0
     prev = -1
     for i in range(n):
@@ -71,6 +73,7 @@ def core_runs(offsets: np.ndarray, cores: np.ndarray, row_of: np.ndarray, seg: n
                 seg[2, nseg - 1] = i
                 prev = -1
             continue
+        events += 1
         longest = max(longest, offsets[i + 1] - offsets[i])
         if c != prev:
             if prev >= 0:
@@ -81,7 +84,7 @@ def core_runs(offsets: np.ndarray, cores: np.ndarray, row_of: np.ndarray, seg: n
             prev = c
     if prev >= 0:
         seg[2, nseg - 1] = n
-    return nseg, longest
+    return nseg, events, longest
 
 
 @njit(cache=True, error_model="numpy")

@@ -12,9 +12,9 @@ core and each core writes only its own.
 A batch crosses the process boundary through shared memory (:mod:`.mailbox`): the parent
 steers every event to a core and copies the batch once into a slot (offsets, cores, blob), in
 one compiled pass (:mod:`.layout`); each worker hosting one of those cores gets the slot's
-number down its pipe, picks out its cores' events grouped by core, runs them all with one
-engine call that switches cores from segment to segment, and writes the result rows into the
-slot at the events' own indexes. The parent does no per-event work on the way back: a result's arrays are the slot's
+number down its pipe, runs its cores' events where they lie, in the batch's order, with one
+engine call that switches cores from segment to segment, and writes each result row into the
+slot at its event's index. The parent does no per-event work on the way back: a result's arrays are the slot's
 rows themselves (the slot is reused once no result refers to it), or a copy when too many
 results are held. Per-event work is thereby left to the workers, which do it in parallel: the
 parent is one process for all of them. Pipes carry only small messages; batches in flight are
@@ -284,9 +284,8 @@ class _Scratch:
         n = len(v.cores)
         if self.seg.shape[1] < n:
             self.seg = np.zeros((3, n + n // 2), np.int64)
-        nseg, longest = core_runs(v.offsets, v.cores, self.row_of, self.seg)
-        events = int((self.seg[2, :nseg] - self.seg[1, :nseg]).sum())
-        return int(nseg), events, int(longest)
+        nseg, events, longest = core_runs(v.offsets, v.cores, self.row_of, self.seg)
+        return int(nseg), int(events), int(longest)
 
 
 _STAT_COLS = [CORE_EVENTS, CORE_INSNS, CORE_CYCLES, CORE_FAULTS]
@@ -885,17 +884,11 @@ class Machine:
                           lambda w, on_reply: self._link(w).send(msg, on_reply))
 
     def _result_arrays(self, n: int, ctx_bytes: int) -> _Rows:
-        """Arrays for a result's rows, views of one recycled buffer (fresh memory would cost a
-        page fault per 4 KiB, more than copying the rows in)."""
-        sizes = (8 * (n + 1), 4 * n, 8 * FIGURES * n, 8 * OM_COLS * n, ctx_bytes * n)
-        buf = self._results.take(sum((size + 7) & ~7 for size in sizes))
-        parts, off = [], 0
-        for size in sizes:
-            parts.append(buf[off:off + size])
-            off += (size + 7) & ~7
-        offsets, cores, cols, meta, ctx = parts
-        return _Rows(offsets.view(np.int64), cores.view(np.int32), cols.view(np.int64).reshape(FIGURES, n),
-                     meta.view(np.int64).reshape(n, OM_COLS), ctx.reshape(n, ctx_bytes))
+        """Arrays for a result's rows, laid out as a slot's (without the blob) in one recycled
+        buffer (fresh memory would cost a page fault per 4 KiB, more than copying the rows in)."""
+        shape = slot_shape(n, 0, FIGURES, OM_COLS, ctx_bytes)
+        v = shape.views(self._results.take(shape.size()))
+        return _Rows(v.offsets, v.cores, v.cols, v.meta, v.ctx)
 
     def run(self, handle: int, events: tuple, steering="rr", *, recorder=None) -> PoolResult:
         """Run a batch ``(blob, lengths)`` and wait for it; results in event order."""
