@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from . import jitcache  # noqa: F401  (sets the cache folder before anything is compiled)
+from .helpers import CORE_CYCLES, CORE_EVENTS, CORE_FAULTS, CORE_INSNS
 from .intrinsics import copy_bytes
 
 
@@ -132,3 +133,39 @@ def gather_values(values: np.ndarray, seg: np.ndarray, nseg: int, out: np.ndarra
         for i in range(seg[1, s], seg[2, s]):
             out[j] = values[i]
             j += 1
+
+
+@njit(cache=True, error_model="numpy")
+def counters_before(table: np.ndarray, before: np.ndarray) -> None:
+    """Each hosted core's event, instruction, cycle and fault counters (rows of ``before``,
+    a column per core) as they stand before a batch."""
+    for r in range(table.shape[0]):
+        before[0, r] = table[r, CORE_EVENTS]
+        before[1, r] = table[r, CORE_INSNS]
+        before[2, r] = table[r, CORE_CYCLES]
+        before[3, r] = table[r, CORE_FAULTS]
+
+
+@njit(cache=True, error_model="numpy")
+def core_figures(table: np.ndarray, before: np.ndarray, busy: int, out: np.ndarray) -> int:
+    """A batch's figures per hosted core into ``out`` (int64 rows: busy ns, events,
+    instructions, cycles; a column per core), from the counters' growth since ``before``;
+    returns the faults. The cores ran in one call, so its time ``busy`` is shared out in
+    proportion to the cycles each core ran (the model's cost of its events), or to the events
+    if no core ran a cycle."""
+    ncores = table.shape[0]
+    faults = 0
+    total_cycles = 0
+    total_events = 0
+    for r in range(ncores):
+        out[1, r] = np.int64(table[r, CORE_EVENTS] - before[0, r])
+        out[2, r] = np.int64(table[r, CORE_INSNS] - before[1, r])
+        out[3, r] = np.int64(table[r, CORE_CYCLES] - before[2, r])
+        faults += np.int64(table[r, CORE_FAULTS] - before[3, r])
+        total_cycles += out[3, r]
+        total_events += out[1, r]
+    weight_row = 3 if total_cycles > 0 else 1
+    total = max(total_cycles if total_cycles > 0 else total_events, 1)
+    for r in range(ncores):
+        out[0, r] = np.int64(busy * (out[weight_row, r] / total))
+    return faults

@@ -50,10 +50,11 @@ import numpy as np
 from .batch import OM_COLS, OM_DATA_OFF
 from .contexts import KIND_SKB, KIND_SOCKET
 from .engine import ETH_HLEN, BatchResult, Engine, EventError
-from .helpers import CORE_CYCLES, CORE_EVENTS, CORE_FAULTS, CORE_INSNS
 from .layout import (
+    core_figures,
     core_runs,
     count_values,
+    counters_before,
     figure_ranges,
     gather_values,
     pack_batch,
@@ -276,6 +277,21 @@ class _Scratch:
         self.row_of = np.full(ncores, -1, np.int64)  # core -> its row in the engine's core table
         self.row_of[self.hosted] = np.arange(len(self.hosted))
         self.seg = np.zeros((3, ncores), np.int64)
+        self.before = np.zeros((4, len(self.hosted)), np.uint64)  # counters before a batch
+        self.figures = np.zeros((4, len(self.hosted)), np.int64)  # a batch's per-core figures
+        self._columns: dict[int, tuple] = {}
+
+    def columns(self, v: SlotViews) -> tuple:
+        """The slot's result columns as the engine takes them (made once per slot mapping:
+        a dozen views cost a few µs per batch)."""
+        have = self._columns.get(id(v.cols))
+        if have is None or have[0] is not v.cols:
+            cols = v.cols
+            figures = tuple(cols[k].view(np.uint64) if k in (_R0, _AUX) else cols[k] for k in range(FIGURES))
+            if len(self._columns) > 64:  # mappings of slots long gone
+                self._columns.clear()
+            have = self._columns[id(cols)] = (cols, figures, v.offsets[:-1], v.offsets[1:])
+        return have[1:]
 
     def segments(self, v: SlotViews) -> tuple[int, int, int]:
         """This worker's events of the slot as its engine runs them, in the batch's order and
@@ -288,7 +304,6 @@ class _Scratch:
         return int(nseg), int(events), int(longest)
 
 
-_STAT_COLS = [CORE_EVENTS, CORE_INSNS, CORE_CYCLES, CORE_FAULTS]
 # A reply's per-core rows (columns: the worker's cores in order), as the parent's totals.
 _BUSY, _EVENTS, _INSNS_RUN, _CYCLES_RUN = range(4)
 _WIDE = 1 << 16  # value ranges counted in an array of counts; wider ones are sorted
@@ -318,32 +333,25 @@ def _run_slot(engine: Engine, v: SlotViews, scratch: _Scratch, seq: np.ndarray) 
     against ~13-18 M events/s, and it cost a worker ~20 ns per event even alone.) Returns what
     does not fit the rows: per-core figures, logs by event index, and changed packets."""
     nseg, count, longest = scratch.segments(v)
-    figures = [v.cols[k] for k in range(FIGURES)]
-    figures[_R0] = figures[_R0].view(np.uint64)
-    figures[_AUX] = figures[_AUX].view(np.uint64)
+    figures, starts, ends = scratch.columns(v)
     seg = scratch.seg[:, :nseg]
     table = engine.cores
-    before = table[:, _STAT_COLS]
+    counters_before(table, scratch.before)
     one = np.uint64(1)
     hosted = seq[scratch.seq]  # a view: every hosted core is inside this batch while it runs
     hosted += one
     t0 = time.perf_counter_ns()
     try:
-        arena, logs, lost = engine.run_in_place(v.blob, v.offsets[:-1], v.offsets[1:], tuple(figures), v.meta, v.ctx,
-                                                longest, seg, count)
+        arena, logs, lost = engine.run_in_place(v.blob, starts, ends, figures, v.meta, v.ctx, longest, seg, count)
     finally:
         busy = time.perf_counter_ns() - t0
         hosted += one
     # Per-core figures from the cores' own counters, which the engine keeps in the same pass.
-    # The call runs every core at once, so its time is shared out in proportion to the cycles
-    # each core ran (the model's cost of its events; by events if no core ran a cycle).
-    events, insns, cycles, faults = (table[:, _STAT_COLS] - before).view(np.int64).T
-    weights = cycles if cycles.any() else events
-    shares = (busy * (weights / max(int(weights.sum()), 1))).astype(np.int64)
+    faults = core_figures(table, scratch.before, busy, scratch.figures)
     ilo, ihi, clo, chi = figure_ranges(figures[_INSNS], figures[_CYCLES], scratch.seg, nseg)
     # As bytes: a pickled array costs the parent ~4 us to load, bytes next to nothing.
-    out = {"cores": np.stack([shares, events, insns, cycles]).tobytes(),
-           "faults": int(faults.sum()),
+    out = {"cores": scratch.figures.tobytes(),
+           "faults": int(faults),
            "insns": _value_counts(figures[_INSNS], scratch.seg, nseg, ilo, ihi, count),
            "cycles": _value_counts(figures[_CYCLES], scratch.seg, nseg, clo, chi, count),
            "logs": logs,
