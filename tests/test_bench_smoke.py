@@ -25,6 +25,8 @@ def _run(script: str, *args: str) -> dict:
 def test_pool_benchmark_runs_and_checks_its_maps(bpf_cc):  # bpf_cc: skips without clang
     r = _run("bench_pool.py", "--quick")
     assert set(r["scaling"]) == {"B4", "B5"} and r["scaling"]["B4"]["two"]["workers"] == 2
+    cpu = r["scaling"]["B4"]["two"]["cpu_ns_per_event"]  # schedstat read: both sides ran some CPU
+    assert cpu["parent"] > 0 and cpu["workers"] > 0
     assert set(r["sweep"]) == {"1", "2", "4", "64"}
     assert r["storage"]["hash"]["entries"] == 1_000_000 and r["memory"]
 
