@@ -74,3 +74,20 @@ def test_figures_of_segments():
     out = np.zeros(4, np.int64)
     layout.gather_values(cycles, seg, 2, out)
     assert out.tolist() == [8, 7, 7, 7]
+
+
+@pytest.mark.parametrize("ran_cycles", [True, False])
+def test_core_figures_share_busy_time_by_cycles_else_events(ran_cycles):
+    from bpfmc.worker.helpers import CORE_CYCLES, CORE_EVENTS, CORE_FAULTS, CORE_INSNS, new_core_table
+
+    table = new_core_table([4, 6, 9], 1_000_000_000, 0)
+    table[:, CORE_EVENTS] = [10, 20, 30]  # counters from earlier batches
+    before = np.empty((4, 3), np.uint64)
+    layout.counters_before(table, before)
+    events, insns, cycles, faults = [3, 1, 0], [30, 5, 0], [20, 60, 0] if ran_cycles else [0, 0, 0], [1, 0, 0]
+    for col, grow in ((CORE_EVENTS, events), (CORE_INSNS, insns), (CORE_CYCLES, cycles), (CORE_FAULTS, faults)):
+        table[:, col] += np.array(grow, np.uint64)
+    out = np.empty((4, 3), np.int64)
+    assert layout.core_figures(table, before, 8000, out) == 1
+    assert out[1:].tolist() == [events, insns, cycles]
+    assert out[0].tolist() == ([2000, 6000, 0] if ran_cycles else [6000, 2000, 0])

@@ -51,6 +51,9 @@ class SlotViews:
     meta: np.ndarray
     ctx: np.ndarray
     blob: np.ndarray
+    # A worker's engine arguments made from these views, kept with them (see
+    # ``pool._engine_columns``) so that they go when a remapped slot drops its views.
+    engine_columns: tuple | None = None
 
 
 @dataclass(frozen=True)

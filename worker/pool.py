@@ -279,19 +279,6 @@ class _Scratch:
         self.seg = np.zeros((3, ncores), np.int64)
         self.before = np.zeros((4, len(self.hosted)), np.uint64)  # counters before a batch
         self.figures = np.zeros((4, len(self.hosted)), np.int64)  # a batch's per-core figures
-        self._columns: dict[int, tuple] = {}
-
-    def columns(self, v: SlotViews) -> tuple:
-        """The slot's result columns as the engine takes them (made once per slot mapping:
-        a dozen views cost a few µs per batch)."""
-        have = self._columns.get(id(v.cols))
-        if have is None or have[0] is not v.cols:
-            cols = v.cols
-            figures = tuple(cols[k].view(np.uint64) if k in (_R0, _AUX) else cols[k] for k in range(FIGURES))
-            if len(self._columns) > 64:  # mappings of slots long gone
-                self._columns.clear()
-            have = self._columns[id(cols)] = (cols, figures, v.offsets[:-1], v.offsets[1:])
-        return have[1:]
 
     def segments(self, v: SlotViews) -> tuple[int, int, int]:
         """This worker's events of the slot as its engine runs them, in the batch's order and
@@ -325,6 +312,16 @@ def _value_counts(values: np.ndarray, seg: np.ndarray, nseg: int, lo: int, hi: i
     return dict(zip(vals.tolist(), n.tolist(), strict=True))
 
 
+def _engine_columns(v: SlotViews) -> tuple:
+    """The slot's result columns and event bounds as the engine takes them, made once per slot
+    mapping (a dozen views cost a few µs per batch) and kept with its views."""
+    if v.engine_columns is None:
+        cols = v.cols
+        figures = tuple(cols[k].view(np.uint64) if k in (_R0, _AUX) else cols[k] for k in range(FIGURES))
+        v.engine_columns = (figures, v.offsets[:-1], v.offsets[1:])
+    return v.engine_columns
+
+
 def _run_slot(engine: Engine, v: SlotViews, scratch: _Scratch, seq: np.ndarray) -> dict:
     """Run this worker's cores' events of a slot, all with one engine call, in the batch's
     order, where they lie in the slot, writing each event's result row at its own index. (The
@@ -333,7 +330,7 @@ def _run_slot(engine: Engine, v: SlotViews, scratch: _Scratch, seq: np.ndarray) 
     against ~13-18 M events/s, and it cost a worker ~20 ns per event even alone.) Returns what
     does not fit the rows: per-core figures, logs by event index, and changed packets."""
     nseg, count, longest = scratch.segments(v)
-    figures, starts, ends = scratch.columns(v)
+    figures, starts, ends = _engine_columns(v)
     seg = scratch.seg[:, :nseg]
     table = engine.cores
     counters_before(table, scratch.before)
