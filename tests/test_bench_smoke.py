@@ -27,6 +27,8 @@ def test_pool_benchmark_runs_and_checks_its_maps(bpf_cc):  # bpf_cc: skips witho
     assert set(r["scaling"]) == {"B4", "B5"} and r["scaling"]["B4"]["two"]["workers"] == 2
     cpu = r["scaling"]["B4"]["two"]["cpu_ns_per_event"]  # schedstat read: both sides ran some CPU
     assert cpu["parent"] > 0 and cpu["workers"] > 0
+    paired = r["scaling"]["B4"]["paired_speedups"]  # one ratio per repetition, sorted
+    assert len(paired) == len(r["scaling"]["B4"]["one"]["stream_rates"]) and paired == sorted(paired)
     assert set(r["sweep"]) == {"1", "2", "4", "64"}
     assert r["storage"]["hash"]["entries"] == 1_000_000 and r["memory"]
 
