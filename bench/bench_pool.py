@@ -135,11 +135,15 @@ def _cpu_ns(pid: int) -> int:
     the clock-tick counts of /proc/PID/stat)."""
     total = 0
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0  # the process is gone (or /proc is not there): the split reads 0
+    for tid in tids:
+        try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 total += int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass  # a thread that ended meanwhile; schedstat absent: the split reads 0
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile; the others still count
     return total
 
 
