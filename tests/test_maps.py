@@ -213,3 +213,39 @@ def test_same_answers_as_the_kernel(map_type, kernel, store):
         theirs.close()
     finally:
         ours_store.close()
+
+
+def test_killed_owner_map_folder_is_swept_by_the_next_store():
+    """An engine's own map folder outlives a `kill -9` of its process only until the next map
+    store is made on the host; a live process's folder stays."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm on this host")
+    code = ("import sys, time\n"
+            "from bpfmc.ebpf import maps as mt\n"
+            "from bpfmc.worker.maps import MapDef, MapStore\n"
+            "s = MapStore(ncpu=1)\n"
+            "s.create(MapDef('counts', mt.BPF_MAP_TYPE_HASH, 4, 8, 64, 0)).update(b'\\0' * 4, b'\\1' * 8)\n"
+            "print(s.dir, flush=True)\n"
+            "time.sleep(60)\n")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        folder = Path(owner.stdout.readline().strip())
+        assert folder.name.startswith(f"bpfmc-maps-{owner.pid}-") and any(folder.iterdir())
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    assert folder.exists()  # nobody closed it
+    mine = MapStore(ncpu=1)
+    try:
+        assert not folder.exists()
+        assert mine.dir.exists() and mine.dir.name.startswith(f"bpfmc-maps-{os.getpid()}-")
+        other = MapStore(ncpu=1)  # a second store of a live owner leaves the first alone
+        assert mine.dir.exists()
+        other.close()
+    finally:
+        mine.close()

@@ -23,7 +23,6 @@ import mmap
 import os
 import shutil
 import struct
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +32,11 @@ import numpy as np
 from bpfmc.ebpf import maps as mt
 
 from . import mapops as ops
+from . import statedir
 
 MAP_TYPE_NAMES = mt.MAP_TYPE_NAMES
 
+STATE_PREFIX = "bpfmc-maps-"  # an engine's own map folder: then its pid (see statedir)
 _MAGIC = 0x50414D434D465042  # "BPFMCMAP" little-endian
 _STATIC = struct.Struct("<16Q")  # the static description, at offset 64 of the header
 _STATIC_OFFSET = 64
@@ -375,8 +376,9 @@ class MapStore:
         if attach and state_dir is None:
             raise ValueError("attaching to a map store needs its state_dir")
         if state_dir is None:
-            root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-            self.dir = Path(tempfile.mkdtemp(prefix="bpfmc-", dir=root))
+            # Owner-stamped, so a process killed before closing its store leaves nothing behind
+            # for long: the next store made on this host removes the folder.
+            self.dir = statedir.make(STATE_PREFIX, statedir.shm_root())
             self._owned = True
         else:
             self.dir = Path(state_dir)

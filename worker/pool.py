@@ -37,7 +37,6 @@ import pickle
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import statedir
 from .batch import OM_COLS, OM_DATA_OFF
 from .contexts import KIND_SKB, KIND_SOCKET
 from .engine import ETH_HLEN, BatchResult, Engine, EventError
@@ -139,40 +139,7 @@ def _recv(conn):
 
 # -- state folders ---------------------------------------------------------------------------
 
-STATE_PREFIX = "bpfmc-pool-"  # then the creating process's pid and a dash
-
-
-def _owner_alive(folder: Path) -> bool:
-    """Whether the process that made a state folder (its pid is in the name) still runs."""
-    try:
-        pid = int(folder.name[len(STATE_PREFIX):].split("-", 1)[0])
-    except ValueError:
-        return True  # not ours to judge
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # A zombie has died: its parent just has not collected it yet.
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # no /proc: not ours to judge
-
-
-def _remove_if_orphaned(folder: Path) -> None:
-    if folder.name.startswith(STATE_PREFIX) and not _owner_alive(folder):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def sweep_orphaned_state(root: str | None) -> None:
-    """Remove the state folders of machines whose process died before anything could clean up
-    (the process and its workers killed at once, say). A pid reused since is taken as alive:
-    such a folder waits for a later sweep."""
-    if root is None:
-        return
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(root):
-            if entry.name.startswith(STATE_PREFIX):
-                _remove_if_orphaned(Path(entry.path))
+STATE_PREFIX = "bpfmc-pool-"  # then the creating process's pid and a dash (see statedir)
 
 
 # -- per-core batch counters -----------------------------------------------------------------
@@ -264,7 +231,7 @@ def _worker_main(conn, index: int, nworkers: int, cpu: int | None, state_dir: st
     # The machine's process may have died without closing it (kill -9, a crash): its state
     # folder (maps, slots) would stay in /dev/shm for good. The first worker to leave removes
     # it; files another worker still maps stay valid until that one exits too.
-    _remove_if_orphaned(machine_dir)
+    statedir.remove_if_orphaned(machine_dir, STATE_PREFIX)
 
 
 class _Scratch:
@@ -659,9 +626,7 @@ class Machine:
         self.seed = seed
         self.clock = "virtual" if deterministic else "host"
         self._ctx = context()
-        root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        sweep_orphaned_state(root)
-        self.state_dir = Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-", dir=root))
+        self.state_dir = statedir.make(STATE_PREFIX, statedir.shm_root())
         self._seq = _CoreSeq(self.state_dir / "cores.seq", self.ncores, create=True)
         self._slots = SlotPool(self.state_dir, SLOTS, lend=LENT_SLOTS, lend_bytes=LENT_BYTES)
         self._results = Recycler(keep=SLOTS, max_bytes=LENT_BYTES)  # rows copied out of slots not lent
