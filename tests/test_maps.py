@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -218,11 +222,6 @@ def test_same_answers_as_the_kernel(map_type, kernel, store):
 def test_killed_owner_map_folder_is_swept_by_the_next_store():
     """An engine's own map folder outlives a `kill -9` of its process only until the next map
     store is made on the host; a live process's folder stays."""
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
     if not os.path.isdir("/dev/shm"):
         pytest.skip("no /dev/shm on this host")
     code = ("import sys, time\n"

@@ -135,6 +135,10 @@ def gather_values(values: np.ndarray, seg: np.ndarray, nseg: int, out: np.ndarra
             j += 1
 
 
+# The rows of a batch's per-core figures (``core_figures``), as a worker's reply carries them.
+FIG_BUSY, FIG_EVENTS, FIG_INSNS, FIG_CYCLES = range(4)
+
+
 @njit(cache=True, error_model="numpy")
 def counters_before(table: np.ndarray, before: np.ndarray) -> None:
     """Each hosted core's event, instruction, cycle and fault counters (rows of ``before``,
@@ -148,7 +152,7 @@ def counters_before(table: np.ndarray, before: np.ndarray) -> None:
 
 @njit(cache=True, error_model="numpy")
 def core_figures(table: np.ndarray, before: np.ndarray, busy: int, out: np.ndarray) -> int:
-    """A batch's figures per hosted core into ``out`` (int64 rows: busy ns, events,
+    """A batch's figures per hosted core into ``out`` (int64 rows ``FIG_*``: busy ns, events,
     instructions, cycles; a column per core), from the counters' growth since ``before``;
     returns the faults. The cores ran in one call, so its time ``busy`` is shared out in
     proportion to the cycles each core ran (the model's cost of its events), or to the events
@@ -158,14 +162,14 @@ def core_figures(table: np.ndarray, before: np.ndarray, busy: int, out: np.ndarr
     total_cycles = 0
     total_events = 0
     for r in range(ncores):
-        out[1, r] = np.int64(table[r, CORE_EVENTS] - before[0, r])
-        out[2, r] = np.int64(table[r, CORE_INSNS] - before[1, r])
-        out[3, r] = np.int64(table[r, CORE_CYCLES] - before[2, r])
+        out[FIG_EVENTS, r] = np.int64(table[r, CORE_EVENTS] - before[0, r])
+        out[FIG_INSNS, r] = np.int64(table[r, CORE_INSNS] - before[1, r])
+        out[FIG_CYCLES, r] = np.int64(table[r, CORE_CYCLES] - before[2, r])
         faults += np.int64(table[r, CORE_FAULTS] - before[3, r])
-        total_cycles += out[3, r]
-        total_events += out[1, r]
-    weight_row = 3 if total_cycles > 0 else 1
+        total_cycles += out[FIG_CYCLES, r]
+        total_events += out[FIG_EVENTS, r]
+    weight_row = FIG_CYCLES if total_cycles > 0 else FIG_EVENTS
     total = max(total_cycles if total_cycles > 0 else total_events, 1)
     for r in range(ncores):
-        out[0, r] = np.int64(busy * (out[weight_row, r] / total))
+        out[FIG_BUSY, r] = np.int64(busy * (out[weight_row, r] / total))
     return faults

@@ -51,6 +51,7 @@ from .batch import OM_COLS, OM_DATA_OFF
 from .contexts import KIND_SKB, KIND_SOCKET
 from .engine import ETH_HLEN, BatchResult, Engine, EventError
 from .layout import (
+    FIG_EVENTS,
     core_figures,
     core_runs,
     count_values,
@@ -258,8 +259,6 @@ class _Scratch:
         return int(nseg), int(events), int(longest)
 
 
-# A reply's per-core rows (columns: the worker's cores in order), as the parent's totals.
-_BUSY, _EVENTS, _INSNS_RUN, _CYCLES_RUN = range(4)
 _WIDE = 1 << 16  # value ranges counted in an array of counts; wider ones are sorted
 
 
@@ -635,7 +634,7 @@ class Machine:
         self._links: list[_Link | None] = [None] * self.nworkers
         self._admin = threading.RLock()  # loads, unloads and worker replacement
         self._stats_lock = threading.Lock()
-        # Per-core totals (rows _BUSY, _EVENTS, _INSNS_RUN, _CYCLES_RUN): a worker's reply adds
+        # Per-core totals (rows layout.FIG_*: busy ns, events, instructions, cycles): a worker's reply adds
         # its cores' figures to their columns in one operation.
         self._per_core = np.zeros((4, self.ncores), np.int64)
         self.replaced = 0
@@ -880,7 +879,7 @@ class Machine:
                 per_core = np.frombuffer(per_core, np.int64).reshape(4, -1)
                 if res is None:  # the time and work count, the events (not all done) do not
                     per_core = per_core.copy()
-                    per_core[_EVENTS] = 0
+                    per_core[FIG_EVENTS] = 0
                 self._per_core[:, w::self.nworkers] += per_core  # worker w's cores: w, w + W, ...
                 if res is not None and st is not None:
                     st.faults += faults
